@@ -1,0 +1,130 @@
+"""The jupyter_server extension: configuration (traitlets), handlers, start and stop.
+
+Traitlets stay here, at the edge; the values are turned into typed policies and passed to
+the layers, which never read configuration themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, Unicode, default
+
+from .datastore import Datastore, Settings, TransportLimits
+from .documents import SavePolicy, WatchPolicy
+from .handlers import handlers
+from .store import open_store
+
+__all__ = ["DatastoreApp"]
+
+
+class DatastoreApp(ExtensionApp):
+    name = "jupyter_datastore"
+    app_name = "jupyter-datastore"
+    description = "A real-time, durable datastore for Jupyter documents."
+    load_other_extensions = True
+
+    store_url = Unicode(
+        "",
+        config=True,
+        help="""Where durable state is kept: sqlite:///path/to/file.db. Empty means
+        .jupyter/datastore.db under the server's root directory.""",
+    )
+    save_delay = Float(
+        1.0, config=True, help="Seconds without a change before a document is autosaved."
+    )
+    save_max_wait = Float(
+        5.0,
+        config=True,
+        help="""Seconds after the first unsaved change by which a document is autosaved even
+        while it keeps changing.""",
+    )
+    autosave = Bool(True, config=True, help="Whether documents are saved to their files on change.")
+    file_poll_interval = Float(
+        1.0,
+        config=True,
+        help="Seconds between checks of open files for changes made outside the server (0: off).",
+    )
+    file_verify_interval = Float(
+        30.0,
+        config=True,
+        help="""Seconds between full content checks of open files, which catch changes that
+        kept the modification time and size (0: off).""",
+    )
+    room_idle_timeout = Float(
+        60.0, config=True, help="Seconds a room with no peer stays open before it is freed."
+    )
+    max_message_size = Int(
+        64 * 1024 * 1024,
+        config=True,
+        help="Largest WebSocket message a peer may send, in bytes (larger: close 1009).",
+    )
+    peer_send_limit = Int(
+        16 * 1024 * 1024,
+        config=True,
+        help="""Bytes that may wait to be sent to one peer; a peer further behind is closed
+        with 1013 and reconnects.""",
+    )
+
+    datastore: Datastore | None = None
+
+    @default("default_url")
+    def _default_url_value(self) -> str:
+        try:
+            import jupyterlab  # noqa: F401
+        except ImportError:
+            return "/api/datastore/status"
+        return "/lab"
+
+    @property
+    def server(self) -> Any:
+        assert self.serverapp is not None, "the extension is not linked to a server yet"
+        return self.serverapp
+
+    def initialize_handlers(self) -> None:
+        page_config = self.server.web_app.settings.setdefault("page_config_data", {})
+        page_config.setdefault("disableRTC", False)
+        page_config.setdefault("serverSideExecution", False)
+        self.handlers.extend(handlers)
+
+    def _store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return os.path.join(self.server.root_dir, ".jupyter", "datastore.db")
+
+    def initialize_settings(self) -> None:
+        settings = Settings(
+            save=SavePolicy(self.save_delay, self.save_max_wait, self.autosave),
+            watch=WatchPolicy(self.file_poll_interval, self.file_verify_interval),
+            room_idle_timeout=self.room_idle_timeout,
+            limits=TransportLimits(self.max_message_size, self.peer_send_limit),
+        )
+        self.datastore = Datastore(
+            open_store(self._store_url()), self.server.contents_manager, settings
+        )
+        self.settings["datastore"] = self.datastore
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        assert self.datastore is not None
+        file_id_manager = serverapp.web_app.settings.get("file_id_manager")
+        try:
+            if file_id_manager is None:
+                raise RuntimeError(
+                    "jupyter_datastore needs the jupyter_server_fileid extension, which is not "
+                    "enabled (jupyter server extension enable jupyter_server_fileid)"
+                )
+            await self.datastore.start(file_id_manager)
+        except Exception as exc:
+            self.log.critical("jupyter-datastore could not start: %s", exc)
+            raise
+        self.log.info(
+            "jupyter-datastore: store %s, session %s",
+            self._store_url(),
+            self.datastore.store.session_id,
+        )
+
+    async def stop_extension(self) -> None:
+        if self.datastore is not None:
+            await self.datastore.stop()

@@ -1,0 +1,82 @@
+"""The services of one server, wired together once; handlers reach them through here.
+
+The datastore is created when the extension loads and started once the event loop runs;
+a request that arrives in between waits for the start (`ready`), and if the start failed
+it gets a 500 naming the reason instead of a half-working server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
+from .errors import DatastoreError
+from .rooms import RoomManager
+from .store import Store
+
+__all__ = ["Datastore", "Settings", "TransportLimits"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TransportLimits:
+    max_message_size: int = 64 * 1024 * 1024
+    """Largest WebSocket message accepted; a bigger one closes the socket with 1009."""
+    peer_send_limit: int = 16 * 1024 * 1024
+    """Bytes a peer may have waiting to be sent; past that it is closed with 1013."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    save: SavePolicy = field(default_factory=SavePolicy)
+    watch: WatchPolicy = field(default_factory=WatchPolicy)
+    room_idle_timeout: float = 60.0
+    limits: TransportLimits = field(default_factory=TransportLimits)
+
+
+class Datastore:
+    store: Store
+    ids: FileIds
+    io: FileIO
+    documents: Documents
+    rooms: RoomManager
+
+    def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
+        self.store = store
+        self.io = FileIO(contents_manager)
+        self.settings = settings
+        self.limits = settings.limits
+        self._started = asyncio.Event()
+        self._failure: BaseException | None = None
+
+    async def start(self, file_id_manager: Any) -> None:
+        try:
+            await self.store.start()
+            self.ids = FileIds(file_id_manager)
+            s = self.settings
+            self.documents = Documents(
+                io=self.io, store=self.store, ids=self.ids, save=s.save, watch=s.watch
+            )
+            self.rooms = RoomManager(self.documents.open_room, idle_timeout=s.room_idle_timeout)
+            self.documents.start()
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        finally:
+            self._started.set()
+
+    async def ready(self) -> Datastore:
+        await self._started.wait()
+        if self._failure is not None:
+            raise DatastoreError(f"the datastore did not start: {self._failure}")
+        return self
+
+    async def stop(self) -> None:
+        if self._started.is_set() and self._failure is None:
+            await self.rooms.stop()
+            await self.documents.stop()
+            await self.store.close()

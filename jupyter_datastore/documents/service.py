@@ -1,0 +1,97 @@
+"""The document service: opens the room behind a room name, and watches the open files."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+from ..errors import BadRequest, NotFound
+from ..rooms.room import Room
+from ..store.base import Store
+from .contents import FileIO
+from .kinds import kind_of
+from .session import DocumentSession, FileIds, SavePolicy
+
+__all__ = ["GLOBAL_AWARENESS", "Documents", "WatchPolicy", "parse_room_name"]
+
+log = logging.getLogger(__name__)
+
+GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
+"""JupyterLab's presence room: awareness only, its document stays empty."""
+
+_FILE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    interval: float = 1.0
+    """Seconds between two looks at the open files' signatures (modification time, size)."""
+    verify_every: float = 30.0
+    """Seconds between two full content checks, which catch changes that kept the signature."""
+
+
+def parse_room_name(name: str) -> tuple[str, str, str]:
+    """`format:type:fileId` -> its three parts; `BadRequest` or `NotFound` otherwise."""
+    parts = name.split(":", 2)
+    if len(parts) != 3:
+        raise NotFound(f"unknown room {name[:80]!r}")
+    file_format, file_type, file_id = parts
+    if not _FILE_ID.match(file_id):
+        raise BadRequest(f"malformed file id in room {name[:80]!r}")
+    return file_format, file_type, file_id
+
+
+class Documents:
+    def __init__(
+        self, *, io: FileIO, store: Store, ids: FileIds, save: SavePolicy, watch: WatchPolicy
+    ) -> None:
+        self.io = io
+        self.store = store
+        self.ids = ids
+        self.save_policy = save
+        self.watch_policy = watch
+        self.sessions: dict[str, DocumentSession] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def open_room(self, name: str) -> Room:
+        if name == GLOBAL_AWARENESS:
+            return Room(name, writable=False)
+        file_format, file_type, file_id = parse_room_name(name)
+        kind = kind_of(file_format, file_type)
+        session = await DocumentSession.open(
+            name, kind, file_id, io=self.io, store=self.store, ids=self.ids, policy=self.save_policy
+        )
+        self.sessions[name] = session
+        close = session.close
+
+        async def closed() -> None:
+            self.sessions.pop(name, None)
+            await close()
+
+        session.room.on_close = closed
+        return session.room
+
+    def start(self) -> None:
+        if self.watch_policy.interval > 0:
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        last_verify = time.monotonic()
+        while True:
+            await asyncio.sleep(self.watch_policy.interval)
+            verify = 0 < self.watch_policy.verify_every <= time.monotonic() - last_verify
+            if verify:
+                last_verify = time.monotonic()
+            for session in list(self.sessions.values()):
+                try:
+                    await session.check(verify=verify)
+                except Exception:
+                    log.exception("cannot check %s for changes on disk", session.path)

@@ -1,0 +1,319 @@
+"""A document session keeps one room and its file in step.
+
+Loading: a document the store knows is resumed from the store (with every edit that was not
+saved yet); otherwise it is built from the file, deterministically. Either way the room's
+changes are then persisted by the room, and saved to the file by this session.
+
+Autosave: a change starts a trailing debounce of `delay` seconds, but never waits more than
+`max_wait` seconds after the first unsaved change, so a document under continuous typing or
+streaming output is still written every few seconds. Autosave is skipped while every
+connected client has switched it off (awareness field `autosave`); a RAW save request
+(Ctrl-S) always saves.
+
+Out-of-band changes: when the file changes on disk (its SHA-256, not only its modification
+time), the change is merged into the room as a three-way merge: the file's new content is
+applied, as granular edits, to a copy of the document as it was last saved, and the
+resulting difference is applied to the room. Edits made in the room since the last save are
+kept; the merged document is then saved back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from ..errors import DatastoreError, NotFound
+from ..rooms.room import Room
+from ..store.base import Store, StoredDocument, merge
+from .contents import FileContent, FileIO, Signature, sha256
+from .kinds import DocumentKind
+
+__all__ = ["DISK", "LOAD", "STATE", "DocumentSession", "FileIds", "SavePolicy"]
+
+log = logging.getLogger(__name__)
+
+LOAD = "load"
+"""Origin of the first load of a document from its file."""
+DISK = "disk"
+"""Origin of changes merged in from the file on disk."""
+STATE = "state"
+"""Origin of the server's bookkeeping in the `state` map (path, hash, dirty)."""
+_NOT_EDITS = {LOAD, DISK, STATE}
+
+
+@dataclass(frozen=True)
+class SavePolicy:
+    delay: float = 1.0
+    """Seconds without a change before an autosave."""
+    max_wait: float = 5.0
+    """Seconds after the first unsaved change by which an autosave happens regardless."""
+    autosave: bool = True
+
+
+class FileIds:
+    """File ids from jupyter_server_fileid: stable across renames."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+
+    def path(self, file_id: str) -> str | None:
+        path: str | None = self._manager.get_path(file_id)
+        return path
+
+    def index(self, path: str) -> tuple[str, bool]:
+        """The id of `path`, and whether it was assigned just now."""
+        existing = self._manager.get_id(path)
+        if existing is not None:
+            return existing, False
+        return self._manager.index(path), True
+
+
+class DocumentSession:
+    def __init__(
+        self,
+        room: Room,
+        kind: DocumentKind,
+        file_id: str,
+        path: str,
+        *,
+        io: FileIO,
+        store: Store,
+        ids: FileIds,
+        policy: SavePolicy,
+    ) -> None:
+        self.room = room
+        self.kind = kind
+        self.file_id = file_id
+        self.path = path
+        self.io = io
+        self.store = store
+        self.ids = ids
+        self.policy = policy
+        self.missing = False
+        """The file is gone from disk: autosave stops until it is back or saved explicitly."""
+        self._saved_seq = 0
+        self._file_hash = ""
+        self._signature: Signature | None = None
+        self._first_change: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()  # one save or merge at a time
+        self._save_task: asyncio.Task[str] | None = None
+        room.on_flush = self._on_flush
+        room.on_save = self._save_requested
+        room.on_close = self.close
+
+    # --- opening ---
+
+    @classmethod
+    async def open(
+        cls,
+        name: str,
+        kind: DocumentKind,
+        file_id: str,
+        *,
+        io: FileIO,
+        store: Store,
+        ids: FileIds,
+        policy: SavePolicy,
+    ) -> DocumentSession:
+        path = ids.path(file_id)
+        if path is None:
+            raise NotFound(f"no file has id {file_id}")
+        stored, disk = await asyncio.gather(store.load(name), io.read(path, kind))
+
+        async def persist(seq: int, update: bytes) -> None:
+            await store.append(name, seq, update)
+
+        if stored is None or not stored.updates:
+            room = Room(name, Doc(), persist=persist)
+            session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
+            room.apply_update(kind.build(disk.content), origin=LOAD)
+            session._saved(room.cut(), disk.hash, disk.signature)
+            await store.mark_saved(name, session._saved_seq, disk.hash)
+        else:
+            doc: Doc[Any] = Doc()
+            doc.apply_update(merge([update for _, update in stored.updates]))
+            room = Room(name, doc, persist=persist, seq=stored.last_seq)
+            session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
+            await session._resume(stored, disk)
+        session._set_state(path=path, dirty=False)
+        return session
+
+    async def _resume(self, stored: StoredDocument, disk: FileContent) -> None:
+        """Reconcile a document from the store with its file, which may have moved on."""
+        self._saved(stored.saved_seq or 0, stored.file_hash or "", disk.signature)
+        if disk.hash == stored.file_hash:
+            pass
+        elif (
+            stored.saving_seq is not None
+            and self._content_at(stored, stored.saving_seq) == disk.content
+        ):
+            self._saved_seq, self._file_hash = (
+                stored.saving_seq,
+                disk.hash,
+            )  # that save did complete
+        elif self.kind.read(self.room.doc) == disk.content:
+            self._saved_seq, self._file_hash = self.room.seq, disk.hash
+        else:
+            log.info("%s changed on disk while its room was closed: merging", self.path)
+            base = stored.state_at(stored.saved_seq) if stored.saved_seq else None
+            await self._merge(base or self.room.doc.get_update(), disk)
+            return
+        await self.store.mark_saved(self.room.name, self._saved_seq, self._file_hash)
+        if self.room.seq > self._saved_seq:
+            self._schedule(0)
+
+    def _content_at(self, stored: StoredDocument, seq: int) -> Any:
+        state = stored.state_at(seq)
+        doc: Doc[Any] = Doc()
+        if state is not None:
+            doc.apply_update(state)
+        return self.kind.read(doc)
+
+    def _saved(self, seq: int, file_hash: str, signature: Signature | None) -> None:
+        self._saved_seq, self._file_hash, self._signature = seq, file_hash, signature
+
+    def _set_state(self, **values: Any) -> None:
+        state = self.room.doc.get("state", type=Map)
+        changed = {k: v for k, v in values.items() if state.get(k) != v}
+        if changed:
+            with self.room.transaction(origin=STATE):
+                for key, value in changed.items():
+                    state[key] = value
+
+    # --- autosave ---
+
+    def _on_flush(self, origins: set[object]) -> None:
+        if origins <= _NOT_EDITS or not self.policy.autosave or self.missing:
+            return
+        if self._first_change is None:
+            self._first_change = time.monotonic()
+        self._schedule(self.policy.delay)
+
+    def _schedule(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        first = self._first_change if self._first_change is not None else time.monotonic()
+        deadline = min(time.monotonic() + delay, first + self.policy.max_wait)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(
+            loop.time() + max(0.0, deadline - time.monotonic()), self._autosave
+        )
+
+    def _autosave(self) -> None:
+        self._timer = None
+        if self._autosave_wanted():
+            self._start_save()
+
+    def _autosave_wanted(self) -> bool:
+        flags = [
+            s.get("autosave", True) for s in self.room.awareness.states() if isinstance(s, dict)
+        ]
+        return any(flags) or not flags
+
+    def _start_save(self, explicit: bool = False) -> asyncio.Task[str]:
+        task = asyncio.ensure_future(self.save(explicit=explicit))
+        self._save_task = task
+        return task
+
+    async def _save_requested(self) -> str:
+        return await self._start_save(explicit=True)
+
+    async def save(self, *, explicit: bool = False) -> str:
+        """Write the document to its file if it changed; 'success', 'skipped' or 'failed'."""
+        async with self._lock:
+            self._first_change = None
+            try:
+                await self._check_disk()
+                if self.missing and not explicit:
+                    return "skipped"
+                await self._write()
+                return "success"
+            except DatastoreError as exc:
+                log.error("cannot save %s: %s", self.path, exc.detail)
+                return "failed"
+
+    async def _write(self) -> None:
+        seq = self.room.cut()
+        content = self.kind.read(self.room.doc)
+        data = self.io.file_bytes(self.kind, content)
+        if data is not None and sha256(data) == self._file_hash and not self.missing:
+            file_hash, signature = self._file_hash, self._signature  # the file already holds this
+        else:
+            await self.room.flushed()  # what is saved must be reconstructible from the store
+            await self.store.mark_saving(self.room.name, seq)
+            file_hash, signature = await self.io.write(self.path, self.kind, content, data)
+            self.missing = False
+        await self.store.mark_saved(self.room.name, seq, file_hash)
+        self._saved(seq, file_hash, signature)
+        self._set_state(dirty=False, hash=file_hash)
+
+    # --- out-of-band changes ---
+
+    async def check(self, *, verify: bool = False) -> None:
+        """Look for a rename or a change on disk (called by the watcher)."""
+        async with self._lock:
+            await self._check_disk(verify=verify)
+
+    async def _check_disk(self, *, verify: bool = False) -> None:
+        path = self.ids.path(self.file_id)
+        if path is not None and path != self.path:
+            log.info("%s was renamed to %s", self.path, path)
+            self.path = path
+            self._set_state(path=path)
+        signature = await self.io.signature(self.path)
+        self.missing = signature is None
+        if signature is None or (signature == self._signature and not verify):
+            return
+        try:
+            disk = await self.io.read(self.path, self.kind)
+        except NotFound:
+            self.missing = True
+            return
+        self._signature = disk.signature
+        if disk.hash == self._file_hash:
+            return
+        log.info("%s changed on disk: merging the change into room %s", self.path, self.room.name)
+        await self._merge(await self._base(), disk)
+
+    async def _base(self) -> bytes:
+        """The document as last saved; the room's current state if the store lacks it."""
+        await self.room.flushed()
+        stored = await self.store.load(self.room.name)
+        base = stored.state_at(self._saved_seq) if stored is not None else None
+        return base if base is not None else self.room.doc.get_update()
+
+    async def _merge(self, base: bytes, disk: FileContent) -> None:
+        """Three-way merge of the file's content into the room (see the module docstring)."""
+        fork: Doc[Any] = Doc()
+        fork.apply_update(base)
+        before = fork.get_state()
+        self.kind.apply(fork, disk.content)
+        self.room.apply_update(fork.get_update(before), origin=DISK)
+        self._file_hash, self._signature = disk.hash, disk.signature
+        if self.kind.read(self.room.doc) == disk.content:
+            seq = self.room.cut()
+            await self.room.flushed()
+            await self.store.mark_saved(self.room.name, seq, disk.hash)
+            self._saved(seq, disk.hash, disk.signature)
+            self._set_state(dirty=False, hash=disk.hash)
+        else:
+            await self._write()  # the room had edits of its own: save the merge
+
+    # --- closing ---
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._save_task is not None:
+            await asyncio.gather(self._save_task, return_exceptions=True)
+        if self.room.seq > self._saved_seq and not self.missing and self.policy.autosave:
+            await self.save()
+        await self.room.flushed()
+        await self.store.compact(self.room.name)

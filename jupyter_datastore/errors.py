@@ -1,0 +1,100 @@
+"""The one exception tree of jupyter-datastore, and its mapping to the wire.
+
+    DatastoreError                  (500, close 4500)
+    ├── BadRequest                  (400, close 4400)  malformed input of any kind
+    ├── Forbidden                   (403, close 4403)  authenticated, but not allowed
+    ├── NotFound                    (404, close 4404)  unknown room, file id or path
+    ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
+    └── DocumentError               (500, close 4500)  a document could not be loaded or saved
+
+Each class names its HTTP status and WebSocket close code; the handlers turn an exception
+into a response or a close in exactly one place each (`handlers/base.py`). The protocol
+layer's `ProtocolError` becomes `BadRequest` there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadRequest",
+    "DatastoreError",
+    "DocumentError",
+    "Forbidden",
+    "NotFound",
+    "SessionExpired",
+    "close_reason",
+]
+
+# RFC 6455 section 5.5: a close frame's body is at most 125 bytes, 2 of them the code.
+_MAX_CLOSE_REASON = 123
+
+
+class DatastoreError(Exception):
+    status: ClassVar[int] = 500
+    close_code: ClassVar[int] = 4500
+    error: ClassVar[str] = "server_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of an HTTP error; `message` is what JupyterLab's client shows."""
+        return {"error": self.error, "detail": self.detail, "message": self.detail}
+
+    def reason(self) -> str:
+        """The WebSocket close reason."""
+        return close_reason({"error": self.error, "detail": self.detail})
+
+
+class BadRequest(DatastoreError):
+    status = 400
+    close_code = 4400
+    error = "bad_request"
+
+
+class Forbidden(DatastoreError):
+    status = 403
+    close_code = 4403
+    error = "forbidden"
+
+
+class NotFound(DatastoreError):
+    status = 404
+    close_code = 4404
+    error = "not_found"
+
+
+class DocumentError(DatastoreError):
+    error = "document_error"
+
+
+class SessionExpired(DatastoreError):
+    """The close payload JupyterLab's document provider parses (reason, sessionId, reloadable)."""
+
+    status = 409
+    close_code = 1003
+    error = "unknown_session"
+
+    def __init__(self, detail: str, *, session_id: str, reason: str = "unknown_session") -> None:
+        super().__init__(detail)
+        self.session_id = session_id
+        self.kind = reason
+
+    def reason(self) -> str:
+        payload = {"reason": self.kind, "sessionId": self.session_id, "reloadable": True}
+        return close_reason({**payload, "errorReason": self.detail})
+
+
+def close_reason(payload: dict[str, Any]) -> str:
+    """JSON that fits a close frame: a long `detail` or `errorReason` is shortened, never cut."""
+    text = json.dumps(payload)
+    for key in ("errorReason", "detail"):
+        value = payload.get(key)
+        while len(text.encode()) > _MAX_CLOSE_REASON and isinstance(value, str) and value:
+            value = value[: len(value) * 3 // 4]
+            text = json.dumps({**payload, key: value + "..." if value else ""})
+        payload = json.loads(text)
+    return text

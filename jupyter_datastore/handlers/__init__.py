@@ -1,0 +1,17 @@
+"""Thin HTTP and WebSocket handlers; the logic lives in the layers they call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .room import RoomHandler
+from .session import DocSessionHandler
+from .status import StatusHandler
+
+__all__ = ["handlers"]
+
+handlers: list[tuple[str, Any]] = [
+    (r"/api/collaboration/session/(.*)", DocSessionHandler),
+    (r"/api/collaboration/room/(.*)", RoomHandler),
+    (r"/api/datastore/status", StatusHandler),
+]

@@ -1,0 +1,77 @@
+"""Where exceptions become HTTP responses: one place, one JSON shape.
+
+Every error body is `{"error": code, "detail": text, "message": text}`; `message` is the
+field JupyterLab's client shows. A `DatastoreError` gets its own status; tornado's
+`HTTPError` keeps its status; anything else is a 500 whose detail points at the server log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, cast
+
+from jupyter_server.base.handlers import APIHandler
+from tornado.web import HTTPError
+
+from ..datastore import Datastore
+from ..errors import BadRequest, DatastoreError
+
+__all__ = ["DatastoreHandler", "error_body"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_ERRORS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
+    if isinstance(exc, DatastoreError):
+        return exc.body()
+    if isinstance(exc, HTTPError):
+        detail = exc.log_message or exc.reason or f"HTTP {status}"
+        return {
+            "error": _HTTP_ERRORS.get(status, "http_error"),
+            "detail": detail,
+            "message": detail,
+        }
+    detail = "unexpected server error (see the server log)"
+    return {"error": "server_error", "detail": detail, "message": detail}
+
+
+class DatastoreHandler(APIHandler):
+    @property
+    def datastore(self) -> Datastore:
+        return cast(Datastore, self.settings["datastore"])
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        await self.datastore.ready()
+
+    def get_json_object(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 saying what is wrong with it."""
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError as exc:
+            raise BadRequest(f"the request body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return body
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, DatastoreError):
+            log.info(
+                "%s %s -> %d %s", self.request.method, self.request.path, value.status, value.detail
+            )
+        else:
+            super().log_exception(typ, value, tb)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DatastoreError):
+            status_code = exc.status
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(error_body(exc, status_code)))

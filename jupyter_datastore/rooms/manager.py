@@ -1,0 +1,113 @@
+"""The rooms of a server: opened on first use, shared by every peer, freed when idle.
+
+A room is idle when no peer is connected and no server-side user holds it (an execution
+writing outputs, for instance). An idle room is closed after `idle_timeout` seconds; a peer
+joining or a hold taken in the meantime keeps it. Closing persists what is pending and lets
+the room's owner (a document session) save, then the room is forgotten; a peer asking for
+it while it closes waits and gets a freshly opened one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from .room import Peer, Room
+
+__all__ = ["RoomManager"]
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[str], Awaitable[Room]]
+
+
+class RoomManager:
+    def __init__(self, opener: Opener, *, idle_timeout: float = 60.0) -> None:
+        self._opener = opener
+        self.idle_timeout = idle_timeout
+        self.rooms: dict[str, Room] = {}
+        self._opening: dict[str, asyncio.Future[Room]] = {}
+        self._closing: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def get(self, name: str) -> Room:
+        """The open room `name`, opening it if needed (concurrent callers share one open)."""
+        while True:
+            closing = self._closing.get(name)
+            if closing is not None:
+                await asyncio.shield(closing)
+                continue
+            room = self.rooms.get(name)
+            if room is not None:
+                return room
+            opening = self._opening.get(name)
+            if opening is None:
+                opening = self._opening[name] = asyncio.ensure_future(self._open(name))
+            return await asyncio.shield(opening)
+
+    async def _open(self, name: str) -> Room:
+        try:
+            room = await self._opener(name)
+            self.rooms[name] = room
+            self._schedule_if_idle(room)
+            return room
+        finally:
+            del self._opening[name]
+
+    async def join(self, name: str, peer: Peer) -> Room:
+        room = await self.get(name)
+        self._cancel_timer(name)
+        room.join(peer)
+        return room
+
+    def leave(self, room: Room, peer: Peer) -> None:
+        room.leave(peer)
+        self._schedule_if_idle(room)
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[Room]:
+        """Keep a room open while the server works in it, peers or not."""
+        room = await self.get(name)
+        self._cancel_timer(name)
+        room.holds += 1
+        try:
+            yield room
+        finally:
+            room.holds -= 1
+            self._schedule_if_idle(room)
+
+    def _schedule_if_idle(self, room: Room) -> None:
+        if room.idle and self.rooms.get(room.name) is room and room.name not in self._timers:
+            loop = asyncio.get_running_loop()
+            self._timers[room.name] = loop.call_later(self.idle_timeout, self._evict, room)
+
+    def _cancel_timer(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _evict(self, room: Room) -> None:
+        self._timers.pop(room.name, None)
+        if room.idle and self.rooms.get(room.name) is room:
+            self._closing[room.name] = asyncio.ensure_future(self._close(room))
+
+    async def _close(self, room: Room) -> None:
+        try:
+            await room.close()
+        except Exception:
+            log.exception("room %s did not close cleanly", room.name)
+        finally:
+            self.rooms.pop(room.name, None)
+            del self._closing[room.name]
+
+    async def stop(self) -> None:
+        for name in list(self._timers):
+            self._cancel_timer(name)
+        for room in list(self.rooms.values()):
+            for peer in list(room.peers):
+                peer.close(1001, '{"error": "shutting_down", "detail": "server is stopping"}')
+            if room.name not in self._closing:
+                self._closing[room.name] = asyncio.ensure_future(self._close(room))
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)

@@ -1,0 +1,22 @@
+"""Durable storage of document update logs. `open_store` picks the backend from a URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from ..errors import BadRequest
+from .base import Store, StoredDocument
+from .sqlite import SQLiteStore
+
+__all__ = ["SQLiteStore", "Store", "StoredDocument", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """`sqlite:///abs/path.db`, `sqlite:relative.db`, `sqlite://:memory:` or a plain file path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return SQLiteStore(url if parsed.scheme == "" else parsed.path)
+    if parsed.scheme == "sqlite":
+        path = (parsed.netloc + parsed.path) if parsed.netloc == ":memory:" else parsed.path
+        return SQLiteStore(path or parsed.netloc)
+    raise BadRequest(f"unsupported store URL scheme {parsed.scheme!r} (use sqlite:///path)")

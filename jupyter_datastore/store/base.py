@@ -1,0 +1,77 @@
+"""What a store keeps for each document, and the interface every backend implements.
+
+A document's store is an append-only log of Yjs updates, each tagged with the room's
+sequence number of its last transaction. A save records the sequence number whose state was
+written to the file and the file's hash, so the state at the last save (the base of a
+three-way merge with an out-of-band change) is the merge of the rows up to that number. The
+room cuts a row boundary at every save for this reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from pycrdt import merge_updates
+
+__all__ = ["Store", "StoredDocument"]
+
+
+def merge(updates: list[bytes]) -> bytes:
+    if len(updates) == 1:
+        return updates[0]
+    return merge_updates(*updates)
+
+
+@dataclass
+class StoredDocument:
+    updates: list[tuple[int, bytes]] = field(default_factory=list)
+    """(sequence number, update) rows in sequence order."""
+    saved_seq: int | None = None
+    """The last sequence number whose state is known to be in the file."""
+    saving_seq: int | None = None
+    """A save that began at this sequence number and was not confirmed (a crash mid-save)."""
+    file_hash: str | None = None
+    """The hash of the file as of `saved_seq`."""
+
+    @property
+    def last_seq(self) -> int:
+        return self.updates[-1][0] if self.updates else 0
+
+    def state(self) -> bytes | None:
+        return merge([u for _, u in self.updates]) if self.updates else None
+
+    def state_at(self, seq: int) -> bytes | None:
+        """The document as it was once transaction `seq` had been applied."""
+        rows = [u for s, u in self.updates if s <= seq]
+        return merge(rows) if rows else None
+
+
+class Store(ABC):
+    """Durable per-document update logs. Every method is safe to call from the event loop."""
+
+    session_id: str
+    """Identifies this store's content: clients that synced with it send it back on reconnect."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def load(self, name: str) -> StoredDocument | None: ...
+
+    @abstractmethod
+    async def append(self, name: str, seq: int, update: bytes) -> None:
+        """Durably append one update; returns once it is committed."""
+
+    @abstractmethod
+    async def mark_saving(self, name: str, seq: int) -> None: ...
+
+    @abstractmethod
+    async def mark_saved(self, name: str, seq: int, file_hash: str) -> None: ...
+
+    @abstractmethod
+    async def compact(self, name: str) -> None:
+        """Merge the rows up to the last save into one, and the rows after it into another."""
