@@ -47,7 +47,7 @@ class YClient:
         self.close_reason: str = ""
         self._applying = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sub = self.doc.observe(self._on_change)
+        self._sub: Any = self.doc.observe(self._on_change)
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -114,7 +114,7 @@ class YClient:
         except websockets.ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
+            rcvd = self.ws.protocol.close_rcvd
             self.close_code = rcvd.code if rcvd is not None else None
             self.close_reason = rcvd.reason if rcvd is not None else ""
             self.closed.set()
@@ -159,7 +159,9 @@ class YClient:
         return self.close_code, self.close_reason
 
     async def close(self) -> None:
-        self.doc.unobserve(self._sub)
+        if self._sub is not None:
+            self.doc.unobserve(self._sub)
+            self._sub = None
         await self.ws.close()
         await asyncio.gather(self._reader, return_exceptions=True)
 

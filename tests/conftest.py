@@ -1,0 +1,139 @@
+"""Real servers for the tests: `jupyter-datastore serve` in a subprocess, stopped by its pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TOKEN = "test-token"
+# Short delays so tests see saves and eviction quickly.
+FAST = [
+    "--DatastoreApp.save_delay=0.2",
+    "--DatastoreApp.save_max_wait=1.0",
+    "--DatastoreApp.file_poll_interval=0.2",
+    "--DatastoreApp.room_idle_timeout=1.0",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One `jupyter-datastore serve` process over a root folder; restartable on the same store."""
+
+    def __init__(self, root: Path, args: list[str] | None = None) -> None:
+        self.root = root
+        args = args or []
+        given = {arg.split("=", 1)[0] for arg in args}
+        self.args = [arg for arg in FAST if arg.split("=", 1)[0] not in given] + args
+        self.home = Path(tempfile.mkdtemp(prefix="jds-home-"))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.home / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return TOKEN
+
+    def start(self) -> Server:
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+            "JUPYTER_DATA_DIR": str(self.home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+        }
+        command = [
+            sys.executable, "-m", "jupyter_datastore.cli", "serve",
+            f"--root={self.root}", "--ip=127.0.0.1", f"--port={self.port}", f"--token={TOKEN}",
+            f"--BaseFileIdManager.db_path={self.home / 'fileid.db'}",
+            "--ServerApp.port_retries=0",
+            *self.args,
+        ]  # fmt: skip
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                self.get("/api/datastore/status")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start in 60 s:\n{self.log()}")
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"token {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def check_log(self) -> None:
+        """Fail on any traceback the server logged: errors must be handled, not crash."""
+        text = self.log_path.read_text(errors="replace")
+        if "Traceback" in text:
+            raise AssertionError(f"the server logged a traceback:\n{text[-8000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the process by its pid: SIGTERM (a clean stop) or SIGKILL (a crash)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> Server:
+        self.stop(sig)
+        return self.start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server shared by a module's tests; each test works on its own files."""
+    instance = Server(tmp_path_factory.mktemp("root")).start()
+    yield instance
+    instance.stop()
+    instance.check_log()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Any]:
+    """Servers of one test, with their own options; all stopped at the end of the test."""
+    servers: list[Server] = []
+
+    def make(args: list[str] | None = None, root: Path | None = None) -> Server:
+        instance = Server(root or tmp_path, args)
+        servers.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in servers:
+        instance.stop()
+    for instance in servers:
+        instance.check_log()
