@@ -6,6 +6,7 @@ the layers, which never read configuration themselves.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -95,6 +96,8 @@ class DatastoreApp(ExtensionApp):
         return os.path.join(self.server.root_dir, ".jupyter", "datastore.db")
 
     def initialize_settings(self) -> None:
+        # The layers log to `jupyter_datastore.*`; send that through the server's handlers.
+        logging.getLogger("jupyter_datastore").parent = self.log
         settings = Settings(
             save=SavePolicy(self.save_delay, self.save_max_wait, self.autosave),
             watch=WatchPolicy(self.file_poll_interval, self.file_verify_interval),

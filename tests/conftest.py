@@ -82,7 +82,9 @@ class Server:
         raise RuntimeError(f"server did not start in 60 s:\n{self.log()}")
 
     def get(self, path: str) -> Any:
-        request = urllib.request.Request(self.url + path, headers={"Authorization": f"token {TOKEN}"})
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"token {TOKEN}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 

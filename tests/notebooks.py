@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-def code_cell(source: str, cell_id: str, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def code_cell(
+    source: str, cell_id: str, outputs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "cell_type": "code",
         "execution_count": None,
@@ -26,7 +28,9 @@ def markdown_cell(source: str, cell_id: str) -> dict[str, Any]:
 def notebook(*cells: dict[str, Any]) -> dict[str, Any]:
     return {
         "cells": list(cells),
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }
@@ -48,4 +52,6 @@ def read_notebook(path: Path) -> dict[str, Any]:
 
 
 def sources(nb: dict[str, Any]) -> list[str]:
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in nb["cells"]]
+    return [
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in nb["cells"]
+    ]

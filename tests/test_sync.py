@@ -141,15 +141,21 @@ async def test_trusted_flag_is_never_stored(server) -> None:
 async def test_text_and_binary_documents(server) -> None:
     (server.root / "notes.txt").write_text("line 1\n")
     (server.root / "blob.bin").write_bytes(b"\x00\x01\xff")
-    t = await YClient.connect(server.url, server.token, "notes.txt", file_format="text", file_type="file")
-    u = await YClient.connect(server.url, server.token, "notes.txt", file_format="text", file_type="file")
+    t = await YClient.connect(
+        server.url, server.token, "notes.txt", file_format="text", file_type="file"
+    )
+    u = await YClient.connect(
+        server.url, server.token, "notes.txt", file_format="text", file_type="file"
+    )
     blob = await YClient.connect(
         server.url, server.token, "blob.bin", file_format="base64", file_type="file"
     )
     try:
         assert str(t.doc.get("source", type=Text)) == "line 1\n"
         t.doc.get("source", type=Text).insert(7, "line 2\n")
-        await until(lambda: str(u.doc.get("source", type=Text)) == "line 1\nline 2\n", what="text sync")
+        await until(
+            lambda: str(u.doc.get("source", type=Text)) == "line 1\nline 2\n", what="text sync"
+        )
         assert (await u.save(3))["status"] == "success"
         assert (server.root / "notes.txt").read_text() == "line 1\nline 2\n"
         assert blob.doc.get("source", type=Map)["bytes"] == b"\x00\x01\xff"
@@ -170,7 +176,9 @@ async def test_session_request_reports_new_and_known_files(server) -> None:
     assert first["format"] == "json" and first["type"] == "notebook"
 
 
-async def test_out_of_band_change_merges_without_losing_room_edits(make_server, tmp_path: Path) -> None:
+async def test_out_of_band_change_merges_without_losing_room_edits(
+    make_server, tmp_path: Path
+) -> None:
     srv = make_server(["--DatastoreApp.save_delay=60", "--DatastoreApp.save_max_wait=120"])
     path = tmp_path / "oob.ipynb"
     write_notebook(path, notebook(code_cell("room cell", "c1"), code_cell("disk cell", "c2")))
@@ -188,8 +196,10 @@ async def test_out_of_band_change_merges_without_losing_room_edits(make_server, 
         assert cell_source(a, 2) == "new on disk"
         # The merge is written back, with both sides' changes.
         await until(
-            lambda: sources(read_notebook(path))
-            == ["room cell edited in the room", "disk cell edited on disk", "new on disk"],
+            lambda: (
+                sources(read_notebook(path))
+                == ["room cell edited in the room", "disk cell edited on disk", "new on disk"]
+            ),
             what="merged file",
         )
     finally:
@@ -202,7 +212,8 @@ async def test_touch_without_change_does_not_reload(server) -> None:
     a = await YClient.connect(server.url, server.token, "touch.ipynb")
     try:
         changes: list[object] = []
-        a.doc.get("cells", type=Array)[0].observe_deep(changes.append)
+        first = a.doc.get("cells", type=Array)[0]  # the subscription lives with this object
+        subscription = first.observe_deep(changes.append)
         future = time.time() + 5
         os.utime(path, (future, future))  # a new modification time, the same content
         # A real change after the touch: once it has arrived, the touch was looked at too.
@@ -212,6 +223,7 @@ async def test_touch_without_change_does_not_reload(server) -> None:
         await until(lambda: cell_source(a, 1) == "other, changed", what="the real change")
         assert changes == []
         assert cell_source(a, 0) == "same"
+        first.unobserve(subscription)
     finally:
         await a.close()
 
@@ -236,7 +248,9 @@ async def test_restart_resumes_rooms_from_the_store(make_server, tmp_path: Path)
         await c.close()
 
 
-async def test_reconnecting_client_does_not_duplicate_after_restart(make_server, tmp_path: Path) -> None:
+async def test_reconnecting_client_does_not_duplicate_after_restart(
+    make_server, tmp_path: Path
+) -> None:
     srv = make_server()
     write_notebook(tmp_path / "dup.ipynb", notebook(code_cell("one", "c1"), code_cell("two", "c2")))
     a = await YClient.connect(srv.url, srv.token, "dup.ipynb")

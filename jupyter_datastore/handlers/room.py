@@ -61,17 +61,11 @@ class SocketPeer:
             self._stream.write(message.websocket_frame)
         except StreamBufferFullError:
             if self._stream.writing():
-                self.close(
-                    1013,
-                    close_reason(
-                        {
-                            "error": "slow_peer",
-                            "detail": (f"more than {self._limit} bytes waiting to be sent"),
-                        }
-                    ),
-                )
+                detail = f"more than {self._limit} bytes waiting to be sent"
+                log.warning("closing a slow peer of %s: %s", self._handler.request.path, detail)
+                self.close(1013, close_reason({"error": "slow_peer", "detail": detail}))
                 return
-            self._stream.max_write_buffer_size = None
+            self._stream.max_write_buffer_size = None  # one message larger than the limit
             self._stream.write(message.websocket_frame)
             self._stream.max_write_buffer_size = self._limit
         except StreamClosedError:
