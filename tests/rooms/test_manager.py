@@ -1,0 +1,105 @@
+"""Room life cycle: one open per room, eviction when idle, holds that keep a room open."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jupyter_datastore.errors import NotFound
+from jupyter_datastore.rooms import Room, RoomManager
+
+from .test_room import RecordingPeer
+
+
+class Opener:
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.closed: list[str] = []
+
+    async def __call__(self, name: str) -> Room:
+        if name == "missing":
+            raise NotFound("no such room")
+        await asyncio.sleep(0)
+        self.opened.append(name)
+        room = Room(name)
+
+        async def on_close() -> None:
+            self.closed.append(name)
+
+        room.on_close = on_close
+        return room
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_concurrent_joins_share_one_open() -> None:
+    opener = Opener()
+    manager = RoomManager(opener, idle_timeout=60)
+    rooms = await asyncio.gather(*(manager.join("a", RecordingPeer()) for _ in range(5)))
+    assert opener.opened == ["a"]
+    assert len({id(room) for room in rooms}) == 1 and len(rooms[0].peers) == 5
+    await manager.stop()
+
+
+async def test_an_idle_room_is_closed_after_the_delay_and_reopened_on_demand() -> None:
+    opener = Opener()
+    manager = RoomManager(opener, idle_timeout=0.05)
+    peer = RecordingPeer()
+    room = await manager.join("a", peer)
+    manager.leave(room, peer)
+    await wait_for(lambda: "a" not in manager.rooms)
+    assert opener.closed == ["a"]
+    again = await manager.join("a", RecordingPeer())
+    assert again is not room and opener.opened == ["a", "a"]
+    await manager.stop()
+
+
+async def test_a_peer_returning_within_the_delay_keeps_the_room() -> None:
+    opener = Opener()
+    manager = RoomManager(opener, idle_timeout=0.2)
+    peer = RecordingPeer()
+    room = await manager.join("a", peer)
+    manager.leave(room, peer)
+    assert await manager.join("a", RecordingPeer()) is room
+    await asyncio.sleep(0.4)  # longer than the delay: the room must still be there
+    assert manager.rooms["a"] is room and opener.closed == []
+    await manager.stop()
+
+
+async def test_a_hold_keeps_a_room_with_no_peer_open() -> None:
+    opener = Opener()
+    manager = RoomManager(opener, idle_timeout=0.05)
+    async with manager.hold("a") as room:
+        await asyncio.sleep(0.2)  # four delays
+        assert manager.rooms["a"] is room and opener.closed == []
+    await wait_for(lambda: "a" not in manager.rooms)
+    await manager.stop()
+
+
+async def test_open_errors_reach_every_waiter_and_leave_nothing_behind() -> None:
+    manager = RoomManager(Opener(), idle_timeout=60)
+    results = await asyncio.gather(
+        manager.join("missing", RecordingPeer()),
+        manager.join("missing", RecordingPeer()),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, NotFound) for r in results)
+    assert manager.rooms == {}
+    with pytest.raises(NotFound):
+        await manager.get("missing")
+    await manager.stop()
+
+
+async def test_stop_closes_peers_and_rooms() -> None:
+    opener = Opener()
+    manager = RoomManager(opener, idle_timeout=60)
+    peer = RecordingPeer()
+    await manager.join("a", peer)
+    await manager.stop()
+    assert peer.closed and opener.closed == ["a"] and manager.rooms == {}

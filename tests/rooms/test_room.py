@@ -1,0 +1,224 @@
+"""A room with in-memory peers: batching, durability before broadcast, awareness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from jupyter_datastore.errors import BadRequest
+from jupyter_datastore.protocol.awareness import AwarenessEntry, encode_awareness_update
+from jupyter_datastore.protocol.frames import Outgoing
+from jupyter_datastore.protocol.lib0 import Reader
+from jupyter_datastore.protocol.messages import (
+    SaveRequest,
+    SyncStep1,
+    SyncUpdate,
+    awareness_message,
+    parse_message,
+)
+from jupyter_datastore.rooms import Room
+
+
+class RecordingPeer:
+    """A peer that keeps what it is sent, decoded as (kind, payload)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.closed = False
+
+    def send(self, message: Outgoing) -> None:
+        reader = Reader(message.message)
+        kind = reader.read_var_uint()
+        if kind == 0:
+            step = reader.read_var_uint()
+            self.sent.append((["step1", "step2", "update"][step], reader.read_var_bytes()))
+        elif kind == 1:
+            self.sent.append(("awareness", reader.read_var_bytes()))
+        else:
+            self.sent.append(("raw", json.loads(reader.read_var_string())))
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = True
+
+    def of(self, kind: str) -> list[Any]:
+        return [payload for k, payload in self.sent if k == kind]
+
+
+def edit(text: str, base: Doc | None = None) -> bytes:
+    """An update inserting `text` into a client's copy of the document."""
+    doc: Doc = Doc()
+    if base is not None:
+        doc.apply_update(base.get_update())
+    before = doc.get_state()
+    t = doc.get("t", type=Text)
+    t.insert(len(str(t)), text)
+    return doc.get_update(before)
+
+
+async def settle(room: Room) -> None:
+    await room.flushed()
+
+
+async def test_join_sends_our_state_vector_then_presence() -> None:
+    room = Room("r")
+    first = RecordingPeer()
+    room.join(first)
+    update = encode_awareness_update([AwarenessEntry(5, 1, '{"u": 1}')])
+    room.receive(first, parse_message(awareness_message(update)))
+    second = RecordingPeer()
+    room.join(second)
+    assert [k for k, _ in second.sent] == ["step1", "awareness"]
+    await room.close()
+
+
+async def test_an_update_reaches_the_others_once_and_not_its_sender() -> None:
+    room = Room("r")
+    a, b, c = RecordingPeer(), RecordingPeer(), RecordingPeer()
+    for peer in (a, b, c):
+        room.join(peer)
+    room.receive(a, SyncUpdate(edit("hi")))
+    await settle(room)
+    assert a.of("update") == []
+    assert len(b.of("update")) == 1 and len(c.of("update")) == 1
+    assert str(room.doc.get("t", type=Text)) == "hi"
+    await room.close()
+
+
+async def test_updates_arriving_together_are_broadcast_as_one() -> None:
+    room = Room("r")
+    a, b, reader = RecordingPeer(), RecordingPeer(), RecordingPeer()
+    for peer in (a, b, reader):
+        room.join(peer)
+    for i in range(10):
+        room.receive(a if i % 2 else b, SyncUpdate(edit(f"<{i}>")))
+    await settle(room)
+    updates = reader.of("update")
+    assert len(updates) == 1
+    copy: Doc = Doc()
+    copy.apply_update(updates[0])
+    assert sorted(str(copy.get("t", type=Text)).replace("><", ">|<").split("|")) == sorted(
+        f"<{i}>" for i in range(10)
+    )
+    await room.close()
+
+
+async def test_nothing_is_broadcast_before_it_is_durable() -> None:
+    gate = asyncio.Event()
+    stored: list[tuple[int, bytes]] = []
+
+    async def persist(seq: int, update: bytes) -> None:
+        await gate.wait()
+        stored.append((seq, update))
+
+    room = Room("r", persist=persist)
+    a, b = RecordingPeer(), RecordingPeer()
+    room.join(a)
+    room.join(b)
+    room.receive(a, SyncUpdate(edit("x")))
+    late = RecordingPeer()
+    room.join(late)
+    room.receive(late, SyncStep1(b"\x00"))  # asks for everything
+    for _ in range(20):  # let the flusher run as far as it can: it must wait at the gate
+        await asyncio.sleep(0)
+    assert b.of("update") == [] and late.of("step2") == []
+    gate.set()
+    await settle(room)
+    assert stored and stored[0][0] == 1
+    assert len(b.of("update")) == 1
+    assert len(late.of("step2")) == 1
+    await room.close()
+
+
+async def test_a_failing_store_is_retried_and_nothing_is_lost() -> None:
+    attempts = 0
+
+    async def persist(seq: int, update: bytes) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise OSError("disk full")
+
+    room = Room("r", persist=persist)
+    a, b = RecordingPeer(), RecordingPeer()
+    room.join(a)
+    room.join(b)
+    room.receive(a, SyncUpdate(edit("kept")))
+    await asyncio.wait_for(room.flushed(), 5)
+    assert attempts == 3
+    assert len(b.of("update")) == 1
+    await room.close()
+
+
+async def test_malformed_update_is_refused_and_changes_nothing() -> None:
+    room = Room("r")
+    a = RecordingPeer()
+    room.join(a)
+    with pytest.raises(BadRequest, match="malformed update"):
+        room.receive(a, SyncUpdate(b"\x01\x02\x03\xff"))
+    assert room.seq == 0
+    await room.close()
+
+
+async def test_read_only_room_refuses_writes_but_serves_presence() -> None:
+    room = Room("JupyterLab:globalAwareness", writable=False)
+    a, b = RecordingPeer(), RecordingPeer()
+    room.join(a)
+    room.join(b)
+    room.receive(a, SyncUpdate(edit("nope")))
+    assert a.of("raw") == [{"type": "refused", "reason": "read-only room"}]
+    assert str(room.doc.get("t", type=Text)) == ""
+    update = encode_awareness_update([AwarenessEntry(9, 1, '{"name": "a"}')])
+    room.receive(a, parse_message(awareness_message(update)))
+    assert b.of("awareness") == [update] and a.of("awareness") == [update]  # the sender too
+    await room.close()
+
+
+async def test_leaving_removes_the_peers_presence_for_the_others() -> None:
+    room = Room("r")
+    a, b = RecordingPeer(), RecordingPeer()
+    room.join(a)
+    room.join(b)
+    update = encode_awareness_update([AwarenessEntry(9, 4, '{"name": "a"}')])
+    room.receive(a, parse_message(awareness_message(update)))
+    room.leave(a)
+    removal = b.of("awareness")[-1]
+    assert removal == encode_awareness_update([AwarenessEntry(9, 5, "null")])
+    assert room.awareness.snapshot() is None
+    await room.close()
+
+
+async def test_save_request_is_answered() -> None:
+    room = Room("r")
+    a = RecordingPeer()
+    room.join(a)
+
+    async def save() -> str:
+        return "success"
+
+    room.on_save = save
+    room.receive(a, SaveRequest(12))
+    while not a.of("raw"):
+        await asyncio.sleep(0.01)
+    assert a.of("raw") == [{"type": "save", "responseTo": 12, "status": "success"}]
+    await room.close()
+
+
+async def test_cut_makes_a_stored_row_end_at_the_save_point() -> None:
+    rows: list[int] = []
+
+    async def persist(seq: int, update: bytes) -> None:
+        rows.append(seq)
+
+    room = Room("r", persist=persist)
+    with room.transaction():
+        room.doc.get("t", type=Text).insert(0, "a")
+    assert room.cut() == 1
+    with room.transaction():
+        room.doc.get("t", type=Text).insert(0, "b")
+    await settle(room)
+    assert rows == [1, 2]
+    await room.close()
