@@ -1,4 +1,4 @@
-"""`jupyter-datastore serve`: its options, its defaults, and the extension inside `jupyter server`."""
+"""`jupyter-datastore serve`: options, defaults, and the extension inside `jupyter server`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from jupyter_datastore.cli import serve_arguments
 
 def test_short_options_become_jupyter_server_options_and_the_rest_passes_through() -> None:
     args = serve_arguments(
-        ["--root", "/data", "--port", "9999", "--token", "t", "--store", "sqlite:///s.db", "--ip", "0.0.0.0",
-         "--ServerApp.base_url=/x/"]
+        ["--root", "/data", "--port", "9999", "--token", "t", "--store", "sqlite:///s.db",
+         "--ip", "0.0.0.0", "--ServerApp.base_url=/x/"]
     )  # fmt: skip
     assert "--ServerApp.root_dir=/data" in args
     assert "--ServerApp.port=9999" in args
@@ -44,9 +44,15 @@ def wait_for_status(port: int, token: str, process: subprocess.Popen[bytes], log
     raise AssertionError(f"no answer in 60 s:\n{log.read_text()}")
 
 
-def run(command: list[str], cwd: Path, port: int, token: str) -> tuple[dict, subprocess.Popen[bytes], Path]:
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(cwd / ".cfg"), "JUPYTER_DATA_DIR": str(cwd / ".data"),
-           "JUPYTER_RUNTIME_DIR": str(cwd / ".rt")}  # fmt: skip
+def run(
+    command: list[str], cwd: Path, port: int, token: str
+) -> tuple[dict, subprocess.Popen[bytes], Path]:
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(cwd / ".cfg"),
+        "JUPYTER_DATA_DIR": str(cwd / ".data"),
+        "JUPYTER_RUNTIME_DIR": str(cwd / ".rt"),
+    }
     log = cwd / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .openapi import OpenAPIHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
 from .status import StatusHandler
@@ -14,4 +15,5 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/collaboration/session/(.*)", DocSessionHandler),
     (r"/api/collaboration/room/(.*)", RoomHandler),
     (r"/api/datastore/status", StatusHandler),
+    (r"/api/datastore/openapi.json", OpenAPIHandler),
 ]
