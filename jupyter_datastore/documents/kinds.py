@@ -33,8 +33,11 @@ class DocumentKind(ABC):
         """Content from what the contents manager returned for this format."""
 
     @abstractmethod
-    def build(self, content: Any) -> bytes:
-        """The Yjs update of a fresh document holding `content`, the same bytes every time."""
+    def build(self, content: Any, path: str) -> bytes:
+        """The Yjs update of a fresh document holding `content`, the same bytes every time.
+
+        The `state` map starts with `path` and `dirty: false`, as jupyter_ydoc's loaders set.
+        """
 
     @abstractmethod
     def read(self, doc: Doc[Any]) -> Any: ...
@@ -51,6 +54,15 @@ class DocumentKind(ABC):
         """A contents-manager model to save this content with."""
 
 
+def _fresh(path: str) -> Doc[Any]:
+    """A document of client 0 (see `build`) with its `state` map filled in."""
+    doc: Doc[Any] = Doc(client_id=0)
+    state = doc.get("state", type=Map)
+    state["dirty"] = False
+    state["path"] = path
+    return doc
+
+
 class NotebookKind(DocumentKind):
     format, type, version = "json", "notebook", "2.0.0"
 
@@ -62,8 +74,8 @@ class NotebookKind(DocumentKind):
                 raise DocumentError(f"the notebook is not valid JSON: {exc}") from exc
         return notebook.parse(model_content)
 
-    def build(self, content: Any) -> bytes:
-        return notebook_update(notebook.for_document(content))
+    def build(self, content: Any, path: str) -> bytes:
+        return notebook_update(notebook.for_document(content), {"dirty": False, "path": path})
 
     def read(self, doc: Doc[Any]) -> Any:
         return notebook.read(doc)
@@ -88,8 +100,8 @@ class TextKind(DocumentKind):
     def parse(self, model_content: Any) -> Any:
         return str(model_content)
 
-    def build(self, content: Any) -> bytes:
-        doc: Doc[Any] = Doc(client_id=0)
+    def build(self, content: Any, path: str) -> bytes:
+        doc = _fresh(path)
         text = doc.get("source", type=Text)
         if content:
             text += content
@@ -120,8 +132,8 @@ class BlobKind(DocumentKind):
             else bytes(model_content)
         )
 
-    def build(self, content: Any) -> bytes:
-        doc: Doc[Any] = Doc(client_id=0)
+    def build(self, content: Any, path: str) -> bytes:
+        doc = _fresh(path)
         doc.get("source", type=Map)["bytes"] = content
         return doc.get_update()
 

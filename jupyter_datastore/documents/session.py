@@ -28,8 +28,8 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from ..errors import DatastoreError, NotFound
-from ..rooms.room import Room
-from ..store.base import Store, StoredDocument, merge
+from ..rooms.room import EMPTY_UPDATE, Room
+from ..store.base import Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
 from .kinds import DocumentKind
 
@@ -130,18 +130,15 @@ class DocumentSession:
             await store.append(name, seq, update)
 
         if stored is None or not stored.updates:
-            room = Room(name, Doc(), persist=persist)
+            room = Room(name, persist=persist)
             session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
-            room.apply_update(kind.build(disk.content), origin=LOAD)
+            room.push(kind.build(disk.content, path), origin=LOAD)
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
         else:
-            doc: Doc[Any] = Doc()
-            doc.apply_update(merge([update for _, update in stored.updates]))
-            room = Room(name, doc, persist=persist, seq=stored.last_seq)
+            room = Room(name, stored.state() or EMPTY_UPDATE, persist=persist, seq=stored.last_seq)
             session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
             await session._resume(stored, disk)
-        session._set_state(path=path, dirty=False)
         return session
 
     async def _resume(self, stored: StoredDocument, disk: FileContent) -> None:
@@ -153,20 +150,21 @@ class DocumentSession:
             stored.saving_seq is not None
             and self._content_at(stored, stored.saving_seq) == disk.content
         ):
-            self._saved_seq, self._file_hash = (
-                stored.saving_seq,
-                disk.hash,
-            )  # that save did complete
-        elif self.kind.read(self.room.doc) == disk.content:
+            self._saved_seq, self._file_hash = stored.saving_seq, disk.hash  # that save completed
+        elif self._read() == disk.content:
             self._saved_seq, self._file_hash = self.room.seq, disk.hash
         else:
             log.info("%s changed on disk while its room was closed: merging", self.path)
             base = stored.state_at(stored.saved_seq) if stored.saved_seq else None
-            await self._merge(base or self.room.doc.get_update(), disk)
+            await self._merge(base or self.room.state(), disk)
             return
         await self.store.mark_saved(self.room.name, self._saved_seq, self._file_hash)
         if self.room.seq > self._saved_seq:
             self._schedule(0)
+
+    def _read(self) -> Any:
+        with self.room.document() as doc:
+            return self.kind.read(doc)
 
     def _content_at(self, stored: StoredDocument, seq: int) -> Any:
         state = stored.state_at(seq)
@@ -179,11 +177,11 @@ class DocumentSession:
         self._saved_seq, self._file_hash, self._signature = seq, file_hash, signature
 
     def _set_state(self, **values: Any) -> None:
-        state = self.room.doc.get("state", type=Map)
-        changed = {k: v for k, v in values.items() if state.get(k) != v}
-        if changed:
-            with self.room.transaction(origin=STATE):
-                for key, value in changed.items():
+        """Bookkeeping in the document's `state` map (path, hash, dirty), where it differs."""
+        with self.room.document(origin=STATE) as doc:
+            state = doc.get("state", type=Map)
+            for key, value in values.items():
+                if state.get(key) != value:
                     state[key] = value
 
     # --- autosave ---
@@ -240,7 +238,7 @@ class DocumentSession:
 
     async def _write(self) -> None:
         seq = self.room.cut()
-        content = self.kind.read(self.room.doc)
+        content = self._read()
         data = self.io.file_bytes(self.kind, content)
         if data is not None and sha256(data) == self._file_hash and not self.missing:
             file_hash, signature = self._file_hash, self._signature  # the file already holds this
@@ -286,7 +284,7 @@ class DocumentSession:
         await self.room.flushed()
         stored = await self.store.load(self.room.name)
         base = stored.state_at(self._saved_seq) if stored is not None else None
-        return base if base is not None else self.room.doc.get_update()
+        return base if base is not None else self.room.state()
 
     async def _merge(self, base: bytes, disk: FileContent) -> None:
         """Three-way merge of the file's content into the room (see the module docstring)."""
@@ -294,9 +292,9 @@ class DocumentSession:
         fork.apply_update(base)
         before = fork.get_state()
         self.kind.apply(fork, disk.content)
-        self.room.apply_update(fork.get_update(before), origin=DISK)
+        self.room.push(fork.get_update(before), origin=DISK)
         self._file_hash, self._signature = disk.hash, disk.signature
-        if self.kind.read(self.room.doc) == disk.content:
+        if self._read() == disk.content:
             seq = self.room.cut()
             await self.room.flushed()
             await self.store.mark_saved(self.room.name, seq, disk.hash)

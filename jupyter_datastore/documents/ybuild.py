@@ -137,9 +137,12 @@ def _write_cell(w: _Writer, cells: bytes, left: int | None, cell: dict[str, Any]
     return clock
 
 
-def notebook_update(notebook: dict[str, Any]) -> bytes:
-    """Encode a normalised nbformat 4 notebook (see `documents.notebook.normalize`)."""
+def notebook_update(notebook: dict[str, Any], state: dict[str, Any]) -> bytes:
+    """Encode a notebook's content (see `documents.notebook`) and the `state` map's entries."""
     w = _Writer()
+    state_map = w.root("state")
+    for key, value in state.items():
+        w.map_entry(state_map, key, _ANY, _any(value))
     meta = w.root("meta")
     w.map_entry(meta, "nbformat", _ANY, _any(notebook["nbformat"]))
     w.map_entry(meta, "nbformat_minor", _ANY, _any(notebook["nbformat_minor"]))

@@ -32,6 +32,8 @@ __all__ = [
     "SyncStep2",
     "SyncUpdate",
     "awareness_message",
+    "decode_state_vector",
+    "encode_state_vector",
     "parse_message",
     "raw_message",
     "sync_step1",
@@ -141,17 +143,30 @@ def _parse_sync(reader: Reader) -> Message:
     raise ProtocolError(f"unknown sync step {step}")
 
 
-def _check_state_vector(payload: bytes) -> None:
-    """A state vector is a varuint count of (client varuint, clock varuint) pairs."""
+def decode_state_vector(payload: bytes) -> dict[int, int]:
+    """A state vector: a varuint count of (client varuint, clock varuint) pairs."""
     reader = Reader(payload)
     count = reader.read_var_uint()
     if count > reader.remaining // 2:
         raise ProtocolError(f"state vector claims {count} clients in {reader.remaining} bytes")
+    clocks = {}
     for _ in range(count):
-        reader.read_var_uint()
-        reader.read_var_uint()
+        client = reader.read_var_uint()
+        clocks[client] = reader.read_var_uint()
     if not reader.done():
         raise ProtocolError("unexpected bytes after the state vector")
+    return clocks
+
+
+def encode_state_vector(clocks: dict[int, int]) -> bytes:
+    return var_uint(len(clocks)) + b"".join(var_uint(c) + var_uint(k) for c, k in clocks.items())
+
+
+def _check_state_vector(payload: bytes) -> None:
+    try:
+        decode_state_vector(payload)
+    except DecodeError as exc:
+        raise ProtocolError(f"malformed state vector: {exc}") from exc
 
 
 def _parse_raw(reader: Reader) -> Message:

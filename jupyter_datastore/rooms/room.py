@@ -1,19 +1,24 @@
-"""A room: one shared Y document, the peers syncing it, and their awareness.
+"""A room: one shared document, the peers syncing it, and their awareness.
 
-How a change travels: a peer's update (or a server-side write) is applied to the document
-at once; the document's transaction hook appends the resulting update to the open batch;
-the room's flusher seals the batch, merges it into one update, persists it, and only then
-broadcasts it. Updates that arrive while a write is in flight form the next batch, so a busy
-room commits and broadcasts in groups (group commit) and a quiet one with no added delay.
+The document is held as Yjs update bytes: a merged base plus the updates received since.
+Peers' updates are checked (decoded) and relayed without being applied to anything, so an
+open room costs little more memory than its encoded size (a live Y document takes 10-15
+times that) and an edit costs a decode, not an integration. A live `pycrdt.Doc` is built
+only while the server itself reads or writes the document (`document()`: saving, merging a
+change from disk, writing outputs) and is dropped `linger` seconds after its last use.
+
+How a change travels: the update joins the open batch; the room's flusher seals the batch,
+merges it into one update, persists it, and only then broadcasts it. Updates that arrive
+while a write is in flight form the next batch, so a busy room commits and broadcasts in
+groups (group commit) and a quiet one with no added delay.
 
 Broadcast: each update is encoded and framed once and the same bytes are handed to every
-peer. A peer's transport buffers what it cannot send yet, up to a limit; a peer that falls
-further behind is closed with code 1013 and a reason, and the room goes on without it (its
-client reconnects and resyncs). Nothing is ever dropped silently: a peer either gets every
-update or is disconnected.
+peer but its sender. A peer's transport buffers what it cannot send yet, up to a limit; a
+peer that falls further behind is closed (1013) and the room goes on without it (its client
+reconnects and resyncs). Nothing is dropped silently: a peer gets every update or is closed.
 
-A SyncStep2 reply is built when the request arrives but is released only once everything it
-contains is durable, so no peer ever holds an update the store could lose.
+A SyncStep2 reply is built when the request arrives but released only once everything in it
+is durable, so no peer ever holds an update that the store could lose.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, TransactionEvent, get_state, get_update, merge_updates
 
 from ..errors import BadRequest
 from ..protocol.frames import Outgoing
@@ -38,6 +43,8 @@ from ..protocol.messages import (
     SyncStep2,
     SyncUpdate,
     awareness_message,
+    decode_state_vector,
+    encode_state_vector,
     raw_message,
     sync_step1,
     sync_step2,
@@ -46,13 +53,15 @@ from ..protocol.messages import (
 from ..store.base import merge
 from .awareness import AwarenessTable
 
-__all__ = ["SERVER", "Peer", "Room"]
+__all__ = ["EMPTY_UPDATE", "SERVER", "Peer", "Room"]
 
 log = logging.getLogger(__name__)
 
 EMPTY_UPDATE = b"\x00\x00"
 SERVER = "server"
 """The origin of changes the server makes itself (as opposed to a peer's)."""
+# Fold the received updates into the base once there are this many of them.
+_MAX_TAIL = 512
 
 Persist = Callable[[int, bytes], Awaitable[None]]
 SaveHandler = Callable[[], Awaitable[str]]
@@ -74,15 +83,16 @@ class Room:
     def __init__(
         self,
         name: str,
-        doc: Doc[Any] | None = None,
+        state: bytes = EMPTY_UPDATE,
         *,
         persist: Persist | None = None,
         seq: int = 0,
         writable: bool = True,
+        linger: float = 2.0,
     ) -> None:
         self.name = name
-        self.doc = doc if doc is not None else Doc()
         self.writable = writable
+        self.linger = linger
         self.peers: dict[Peer, None] = {}
         self.awareness = AwarenessTable()
         self.holds = 0
@@ -92,9 +102,21 @@ class Room:
         self.on_save: SaveHandler | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None
 
+        self._base = state
+        self._tail: list[bytes] = []
+        self._tail_size = 0
+        self._clocks = decode_state_vector(get_state(state))
+        self._doc: Doc[Any] | None = None
+        self._doc_users = 0
+        self._drop_timer: asyncio.TimerHandle | None = None
+        self._subscription: Any = None
+        # The server's own client id, the same for every live document of this room, so
+        # that its writes do not add a new client to the state vector each time.
+        self._client_id: int = Doc().client_id
+
         self._persist = persist
-        self._seq = seq  # transactions applied
-        self._durable = seq  # transactions persisted
+        self._seq = seq  # changes applied
+        self._durable = seq  # changes persisted
         self._open: list[bytes] = []
         self._open_origins: set[object] = set()
         self._sealed: deque[tuple[int, list[bytes], set[object]]] = deque()
@@ -102,7 +124,6 @@ class Room:
         self._origin: object = SERVER
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._subscription = self.doc.observe(self._on_transaction)
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     def __repr__(self) -> str:
@@ -116,12 +137,117 @@ class Room:
     def idle(self) -> bool:
         return not self.peers and not self.holds
 
+    @property
+    def live(self) -> bool:
+        """Whether a live Y document is held in memory right now."""
+        return self._doc is not None
+
+    # --- the document ---
+
+    def state(self) -> bytes:
+        """The whole document as one update."""
+        if self._doc is not None:
+            return self._doc.get_update()
+        if self._tail:
+            self._base = merge_updates(self._base, *self._tail)
+            self._tail, self._tail_size = [], 0
+        return self._base
+
+    def _state_vector(self) -> bytes:
+        if self._doc is not None:
+            return self._doc.get_state()
+        return encode_state_vector(self._clocks)
+
+    def _update_since(self, state_vector: bytes) -> bytes:
+        try:
+            if self._doc is not None:
+                return self._doc.get_update(state_vector)
+            return get_update(self.state(), state_vector)
+        except ValueError as exc:
+            raise BadRequest(f"malformed state vector: {exc}") from exc
+
+    def push(self, update: bytes, origin: object = SERVER) -> None:
+        """Add an update to the document; raises `BadRequest` if it is not one."""
+        if update == EMPTY_UPDATE:
+            return
+        if self._doc is not None:
+            self._apply(update, origin)
+            return
+        try:
+            clocks = get_state(update)  # decodes the whole update: our validation
+        except ValueError as exc:
+            raise BadRequest(f"malformed update: {exc}") from exc
+        for client, clock in decode_state_vector(clocks).items():
+            if clock > self._clocks.get(client, 0):
+                self._clocks[client] = clock
+        self._tail.append(update)
+        self._tail_size += len(update)
+        if len(self._tail) >= _MAX_TAIL or self._tail_size > max(len(self._base), 1 << 20):
+            self.state()
+        self._batch(update, origin)
+
+    def _apply(self, update: bytes, origin: object) -> None:
+        assert self._doc is not None
+        previous, self._origin = self._origin, origin
+        try:
+            self._doc.apply_update(update)
+        except ValueError as exc:
+            raise BadRequest(f"malformed update: {exc}") from exc
+        finally:
+            self._origin = previous
+
+    @contextmanager
+    def document(self, origin: object = SERVER) -> Iterator[Doc[Any]]:
+        """A live Y document to read or change, synchronously; changes are broadcast.
+
+        Changes made inside are attributed to `origin`. Do not await inside the block: peers'
+        updates must not interleave with a half-made change.
+        """
+        doc = self._live()
+        self._doc_users += 1
+        previous, self._origin = self._origin, origin
+        try:
+            with doc.transaction():
+                yield doc
+        finally:
+            self._origin = previous
+            self._doc_users -= 1
+            if not self._doc_users:
+                self._schedule_drop()
+
+    def _live(self) -> Doc[Any]:
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
+        if self._doc is None:
+            doc: Doc[Any] = Doc(client_id=self._client_id)
+            doc.apply_update(self.state())
+            self._subscription = doc.observe(self._on_transaction)
+            self._doc = doc
+        return self._doc
+
+    def _schedule_drop(self) -> None:
+        if self._drop_timer is None:
+            self._drop_timer = asyncio.get_running_loop().call_later(self.linger, self._drop)
+
+    def _drop(self) -> None:
+        """Back to update bytes: the live document's state, garbage-collected, is the base."""
+        self._drop_timer = None
+        doc = self._doc
+        if doc is None or self._doc_users:
+            return
+        self._base = doc.get_update()
+        self._clocks = decode_state_vector(doc.get_state())
+        self._tail, self._tail_size = [], 0
+        doc.unobserve(self._subscription)
+        self._doc = self._subscription = None
+
     # --- peers ---
 
     def join(self, peer: Peer) -> None:
         """Start syncing a peer: our state vector, then everyone's awareness."""
         self.peers[peer] = None
-        peer.send(Outgoing(sync_step1(self.doc.get_state())))
+        peer.send(Outgoing(sync_step1(self._state_vector())))
         snapshot = self.awareness.snapshot()
         if snapshot is not None:
             peer.send(Outgoing(awareness_message(snapshot)))
@@ -137,12 +263,12 @@ class Room:
     def receive(self, peer: Peer, message: Message) -> None:
         """Handle one message from a peer; raises `BadRequest` when it must be disconnected."""
         if isinstance(message, SyncUpdate | SyncStep2):
-            self._apply(peer, message.update)
+            self._receive_update(peer, message.update)
         elif isinstance(message, AwarenessMessage):
             self.awareness.apply(peer, message.entries)
             self._broadcast(Outgoing(message.raw))
         elif isinstance(message, SyncStep1):
-            self._reply(peer, self._state_since(message.state_vector))
+            self._reply(peer, Outgoing(sync_step2(self._update_since(message.state_vector))))
         elif isinstance(message, QueryAwareness):
             snapshot = self.awareness.snapshot()
             if snapshot is not None:
@@ -150,31 +276,22 @@ class Room:
         elif isinstance(message, SaveRequest):
             self._spawn(self._save(peer, message.request_id))
 
-    def _state_since(self, state_vector: bytes) -> Outgoing:
-        try:
-            return Outgoing(sync_step2(self.doc.get_update(state_vector)))
-        except ValueError as exc:
-            raise BadRequest(f"malformed state vector: {exc}") from exc
-
-    def _apply(self, peer: Peer, update: bytes) -> None:
+    def _receive_update(self, peer: Peer, update: bytes) -> None:
         if update == EMPTY_UPDATE:
             return
         if not self.writable:
             peer.send(Outgoing(raw_message({"type": "refused", "reason": "read-only room"})))
             return
-        self._origin = peer
         try:
-            self.doc.apply_update(update)
-        except ValueError as exc:
-            raise BadRequest(f"malformed update: {exc}") from exc
+            self.push(update, origin=peer)
+        except BadRequest:
+            raise
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
         except BaseException as exc:  # yrs integration failure (pyo3 panics are BaseException)
             # A stale client refers to items this document no longer has: tell it, keep it.
             log.warning("room %s: update from a peer could not be integrated: %r", self.name, exc)
             peer.send(Outgoing(raw_message({"type": "conflict"})))
-        finally:
-            self._origin = SERVER
 
     def _reply(self, peer: Peer, message: Outgoing) -> None:
         """Send now if everything applied is durable, else once it is."""
@@ -191,32 +308,18 @@ class Room:
             except Exception:
                 log.exception("room %s: save failed", self.name)
         if not peer.closed:
-            peer.send(
-                Outgoing(raw_message({"type": "save", "responseTo": request_id, "status": status}))
-            )
-
-    # --- changes made on the server ---
-
-    @contextmanager
-    def transaction(self, origin: object = SERVER) -> Iterator[None]:
-        """Change the document as the server; the change is persisted and broadcast."""
-        self._origin = origin
-        try:
-            with self.doc.transaction():
-                yield
-        finally:
-            self._origin = SERVER
-
-    def apply_update(self, update: bytes, origin: object = SERVER) -> None:
-        with self.transaction(origin):
-            self.doc.apply_update(update)
+            reply = {"type": "save", "responseTo": request_id, "status": status}
+            peer.send(Outgoing(raw_message(reply)))
 
     # --- batching, persistence, broadcast ---
 
     def _on_transaction(self, event: TransactionEvent) -> None:
+        self._batch(event.update, self._origin)
+
+    def _batch(self, update: bytes, origin: object) -> None:
         self._seq += 1
-        self._open.append(event.update)
-        self._open_origins.add(self._origin)
+        self._open.append(update)
+        self._open_origins.add(origin)
         self._wake.set()
 
     def cut(self) -> int:
@@ -302,4 +405,7 @@ class Room:
         for task in [*self._tasks, self._flusher]:
             task.cancel()
         await asyncio.gather(*self._tasks, self._flusher, return_exceptions=True)
-        self.doc.unobserve(self._subscription)
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+        self._doc_users = 0
+        self._drop()

@@ -57,7 +57,7 @@ def rich_notebook() -> dict[str, Any]:
 
 def built(content: dict[str, Any]) -> Doc:
     doc: Doc = Doc()
-    doc.apply_update(KIND.build(content))
+    doc.apply_update(KIND.build(content, "nb.ipynb"))
     return doc
 
 
@@ -74,7 +74,7 @@ def test_building_gives_jupyter_ydocs_schema_and_reads_back_the_same() -> None:
 
 def test_building_is_deterministic() -> None:
     content = KIND.parse(rich_notebook())
-    assert KIND.build(content) == KIND.build(copy.deepcopy(content))
+    assert KIND.build(content, "a") == KIND.build(copy.deepcopy(content), "a")
 
 
 def test_dumps_writes_exactly_what_nbformat_writes() -> None:
@@ -122,7 +122,7 @@ def test_broken_notebooks_are_a_document_error(bad: str) -> None:
 
 def merged(base: dict[str, Any], room_edit: Any, disk: dict[str, Any]) -> dict[str, Any]:
     """The three-way merge a session does: disk's change applied on top of the room's edit."""
-    base_update = KIND.build(KIND.parse(base))
+    base_update = KIND.build(KIND.parse(base), "nb.ipynb")
     room: Doc = Doc()
     room.apply_update(base_update)
     room_edit(room)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, get_state
 
 from jupyter_datastore.errors import BadRequest
 from jupyter_datastore.protocol.awareness import AwarenessEntry, encode_awareness_update
@@ -18,6 +18,7 @@ from jupyter_datastore.protocol.messages import (
     SyncStep1,
     SyncUpdate,
     awareness_message,
+    decode_state_vector,
     parse_message,
 )
 from jupyter_datastore.rooms import Room
@@ -63,6 +64,12 @@ async def settle(room: Room) -> None:
     await room.flushed()
 
 
+def text_of(room: Room) -> str:
+    doc: Doc = Doc()
+    doc.apply_update(room.state())
+    return str(doc.get("t", type=Text))
+
+
 async def test_join_sends_our_state_vector_then_presence() -> None:
     room = Room("r")
     first = RecordingPeer()
@@ -84,7 +91,7 @@ async def test_an_update_reaches_the_others_once_and_not_its_sender() -> None:
     await settle(room)
     assert a.of("update") == []
     assert len(b.of("update")) == 1 and len(c.of("update")) == 1
-    assert str(room.doc.get("t", type=Text)) == "hi"
+    assert text_of(room) == "hi"
     await room.close()
 
 
@@ -170,7 +177,7 @@ async def test_read_only_room_refuses_writes_but_serves_presence() -> None:
     room.join(b)
     room.receive(a, SyncUpdate(edit("nope")))
     assert a.of("raw") == [{"type": "refused", "reason": "read-only room"}]
-    assert str(room.doc.get("t", type=Text)) == ""
+    assert text_of(room) == ""
     update = encode_awareness_update([AwarenessEntry(9, 1, '{"name": "a"}')])
     room.receive(a, parse_message(awareness_message(update)))
     assert b.of("awareness") == [update] and a.of("awareness") == [update]  # the sender too
@@ -214,11 +221,39 @@ async def test_cut_makes_a_stored_row_end_at_the_save_point() -> None:
         rows.append(seq)
 
     room = Room("r", persist=persist)
-    with room.transaction():
-        room.doc.get("t", type=Text).insert(0, "a")
+    with room.document() as doc:
+        doc.get("t", type=Text).insert(0, "a")
     assert room.cut() == 1
-    with room.transaction():
-        room.doc.get("t", type=Text).insert(0, "b")
+    with room.document() as doc:
+        doc.get("t", type=Text).insert(0, "b")
     await settle(room)
     assert rows == [1, 2]
+    await room.close()
+
+
+async def test_the_live_document_exists_only_while_used() -> None:
+    room = Room("r", linger=0)
+    a, b = RecordingPeer(), RecordingPeer()
+    room.join(a)
+    room.join(b)
+    room.receive(a, SyncUpdate(edit("peer ")))
+    assert not room.live  # a peer's edit is relayed as bytes
+    with room.document() as doc:
+        assert room.live
+        text = doc.get("t", type=Text)
+        text.insert(len(str(text).encode()), "server")
+    await settle(room)
+    while room.live:  # dropped once unused (linger 0)
+        await asyncio.sleep(0.01)
+    assert text_of(room) == "peer server"
+    seen: Doc = Doc()
+    for update in b.of("update"):
+        seen.apply_update(update)
+    assert str(seen.get("t", type=Text)) == "peer server"
+    # The server writes with one client id, whichever live document it used.
+    with room.document() as doc:
+        doc.get("t", type=Text).insert(0, ">")
+    await settle(room)
+    clocks = decode_state_vector(get_state(room.state()))
+    assert len(clocks) == 2  # the peer's client and the server's
     await room.close()
