@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,6 +111,9 @@ class Server:
                 self.process.wait(timeout=10)
         self.process = None
 
+    def remove_home(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+
     def restart(self, sig: int = signal.SIGTERM) -> Server:
         self.stop(sig)
         return self.start()
@@ -122,6 +126,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield instance
     instance.stop()
     instance.check_log()
+    instance.remove_home()
 
 
 @pytest.fixture
@@ -139,3 +144,4 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
         instance.stop()
     for instance in servers:
         instance.check_log()
+        instance.remove_home()

@@ -102,13 +102,9 @@ async def test_late_joiner_sees_presence_at_once_and_it_goes_when_socket_closes(
 
 
 async def test_global_awareness_room_carries_presence_only(server) -> None:
-    session_id = server.get("/api/datastore/status")["sessionId"]
-    a = await YClient.connect(
-        server.url, server.token, room="JupyterLab:globalAwareness", session_id=session_id
-    )
-    b = await YClient.connect(
-        server.url, server.token, room="JupyterLab:globalAwareness", session_id=session_id
-    )
+    # JupyterLab's presence provider connects with no sessionId.
+    a = await YClient.connect(server.url, server.token, room="JupyterLab:globalAwareness")
+    b = await YClient.connect(server.url, server.token, room="JupyterLab:globalAwareness")
     try:
         await a.set_awareness(7, 1, {"user": {"name": "Grace"}, "documents": ["x.ipynb"]})
         await until(lambda: 7 in b.awareness, what="global presence")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,17 +95,34 @@ class FileIO:
         return model
 
     async def signature(self, path: str) -> Signature | None:
-        """The file's signature, or None when there is no file."""
+        """The file's signature, or None when there is no file.
+
+        Stock managers: a `stat` of the file, since every `get` emits a contents event that
+        jupyter_server pushes to each browser tab, once a second per open file otherwise.
+        """
+        if self.fast:
+            try:
+                info = os.stat(self.cm._get_os_path(path))
+            except (OSError, HTTPError):
+                return None
+            return None if stat.S_ISDIR(info.st_mode) else Signature(info.st_mtime_ns, info.st_size)
         try:
             return _signature(await self._get(path, content=False))
         except NotFound:
             return None
 
+    async def _signature_after(self, path: str, model: dict[str, Any]) -> Signature:
+        return (await self.signature(path) or _signature(model)) if self.fast else _signature(model)
+
     async def read(self, path: str, kind: DocumentKind) -> FileContent:
+        # The signature is taken first: a change made while reading shows up at the next look.
+        before = await self.signature(path) if self.fast else None
         if kind.type == "notebook" and self.fast:
             model = await self._get(path, type="file", format="text", content=True)
             text = model["content"]
-            return FileContent(kind.parse(text), sha256(text.encode("utf-8")), _signature(model))
+            return FileContent(
+                kind.parse(text), sha256(text.encode("utf-8")), before or _signature(model)
+            )
         model = await self._get(
             path,
             type=kind.type,
@@ -113,7 +132,7 @@ class FileIO:
         )
         content = kind.parse(model["content"])
         file_hash = model.get("hash") or _canonical_hash(content)
-        return FileContent(content, file_hash, _signature(model))
+        return FileContent(content, file_hash, before or _signature(model))
 
     def file_bytes(self, kind: DocumentKind, content: Any) -> bytes | None:
         """The bytes `write` will put in the file, when this manager lets us know them."""
@@ -131,7 +150,7 @@ class FileIO:
                 else:
                     model = {"type": "file", "format": "text", "content": data.decode("utf-8")}
                 saved = await ensure_async(self.cm.save(model, path))
-                return sha256(data), _signature(saved)
+                return sha256(data), await self._signature_after(path, saved)
             await ensure_async(self.cm.save(kind.model(content), path))
             saved = await ensure_async(self.cm.get(path, content=False, require_hash=True))
             return saved.get("hash") or _canonical_hash(content), _signature(saved)

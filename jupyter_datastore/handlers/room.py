@@ -28,6 +28,7 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from ..datastore import Datastore
+from ..documents import GLOBAL_AWARENESS
 from ..errors import BadRequest, DatastoreError, SessionExpired, close_reason
 from ..protocol.frames import Outgoing
 from ..protocol.messages import ProtocolError, parse_message
@@ -129,7 +130,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ig
         peer = SocketPeer(self, self.ws_connection.stream, self.datastore.limits.peer_send_limit)
         self.peer = peer
         try:
-            self._check_session()
+            self._check_session(name)
             room = await self.datastore.rooms.join(name, peer)
         except DatastoreError as exc:
             self._fail(exc)
@@ -142,9 +143,11 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ig
         if self.ws_connection is None or self.ws_connection.is_closing():
             self.on_close()  # the client left while the room was loading
 
-    def _check_session(self) -> None:
+    def _check_session(self, name: str) -> None:
         session_id = self.get_query_argument("sessionId", None)
         expected = self.datastore.store.session_id
+        if name == GLOBAL_AWARENESS and session_id is None:
+            return  # JupyterLab's presence provider sends none, and the room holds no content
         if session_id is None:
             raise BadRequest("the sessionId query parameter is required")
         if session_id != expected:

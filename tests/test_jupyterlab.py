@@ -1,0 +1,239 @@
+"""Stock JupyterLab (jupyter-docprovider, jupyter-collaboration-ui) in headless Chromium.
+
+Two browser contexts are two users: each opens the same notebook from our server, sees the
+other's typing, and Ctrl-S writes the notebook file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from notebooks import code_cell, notebook, read_notebook, sources, write_notebook
+from playwright.sync_api import Browser, Locator, Request, WebSocket, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+# JupyterLab's page config, read from its app settings folder: nothing on first run that
+# asks for a click, and nothing that reaches out of the machine.
+PAGE_CONFIG = {
+    # News, the update check and the "get notified about official Jupyter news?" toast.
+    "disabledExtensions": ["@jupyterlab/apputils-extension:announcements"],
+    # Notebooks open with no kernel, and so with no kernel selection dialog.
+    "notebookStartsKernel": "false",
+    # No "a build is needed" check against the server at start.
+    "buildCheck": False,
+    "buildAvailable": False,
+}
+
+LOAD_TIMEOUT = 60_000  # ms: JupyterLab's first load on a slow machine
+SYNC_TIMEOUT = 10_000  # ms: an edit reaching the other page
+EDITOR = ".jp-Notebook .jp-Cell .jp-InputArea-editor .cm-content"
+ROOM_PATH = "/api/collaboration/room/"
+GLOBAL = "JupyterLab:globalAwareness"
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "chromium is not installed (expected on PATH, e.g. Debian's /usr/bin/chromium): "
+            "the browser tests need it and never download a browser",
+            pytrace=False,
+        )
+    return path
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Tab:
+    """One user: a browser context with one JupyterLab page, and what the page did."""
+
+    def __init__(self, browser: Browser, name: str) -> None:
+        self.name = name
+        self.page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        self.console: list[str] = []
+        self.errors: list[str] = []
+        self.socket_urls: list[str] = []
+        self.requests: set[Request] = set()
+        self.last_activity = time.monotonic()
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("websocket", self._socket)
+        self.page.on("request", self._request)
+        self.page.on("requestfinished", self._request_done)
+        self.page.on("requestfailed", self._request_done)
+
+    def _socket(self, socket: WebSocket) -> None:
+        self.socket_urls.append(socket.url)
+        socket.on("framereceived", lambda _: self._touch())
+
+    def _touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def _request(self, request: Request) -> None:
+        self.requests.add(request)
+        self._touch()
+
+    def _request_done(self, request: Request) -> None:
+        self.requests.discard(request)
+        self._touch()
+
+    def rooms(self) -> set[str]:
+        """Names of the collaboration rooms the page connected to."""
+        urls = [url for url in self.socket_urls if ROOM_PATH in url]
+        return {url.split(ROOM_PATH, 1)[1].split("?", 1)[0] for url in urls}
+
+    @property
+    def editor(self) -> Locator:
+        return self.page.locator(EDITOR).first
+
+    @property
+    def dirty_tab(self) -> Locator:
+        """The notebook's tab while it has unsaved changes."""
+        return self.page.locator(".lm-TabBar-tab.jp-mod-dirty")
+
+    def type_at_end(self, text: str) -> None:
+        self.editor.click()
+        self.page.keyboard.press("Control+End")
+        self.page.keyboard.type(text)
+
+    def report(self) -> str:
+        lines = [f"--- page {self.name}: {self.page.url}"]
+        lines += [f"page error: {error}" for error in self.errors]
+        lines += self.console[-40:]
+        return "\n".join(lines)
+
+
+def settle(tabs: list[Tab], quiet: float = 0.5, timeout: float = 15) -> None:
+    """Wait until no page has had a request or a WebSocket message for `quiet` seconds.
+
+    jupyter_server sends every contents event (a save, each contents GET) to every page's
+    /api/events/subscribe socket without awaiting the write; a page that leaves while such
+    a write is on its way makes the server log "Task exception was never retrieved" with a
+    traceback (a jupyter_server bug). So the pages leave once the requests after a save are
+    over.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        tabs[0].page.wait_for_timeout(50)  # Playwright delivers page events while it waits
+        now = time.monotonic()
+        if all(not tab.requests and now - tab.last_activity >= quiet for tab in tabs):
+            return
+        if now > deadline:
+            busy = {tab.name: sorted(request.url for request in tab.requests) for tab in tabs}
+            raise AssertionError(f"the pages were still busy after {timeout}s: {busy}")
+
+
+def lab_server(make_server: Any, tmp_path: Path, root: Path) -> Any:
+    settings = tmp_path / "lab-settings"
+    settings.mkdir()
+    (settings / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    return make_server(
+        [
+            f"--LabApp.app_settings_dir={settings}",
+            # Only Ctrl-S writes the file.
+            "--DatastoreApp.autosave=False",
+        ],
+        root=root,
+    )
+
+
+def test_two_jupyterlab_users_edit_one_notebook_and_ctrl_s_saves(make_server, tmp_path) -> None:
+    executable = chromium()
+    root = tmp_path / "root"
+    path = root / "shared.ipynb"
+    # No kernelspec in the metadata: nothing for JupyterLab to start or to ask about.
+    write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
+    server = lab_server(make_server, tmp_path, root)
+    url = f"{server.url}/lab/tree/shared.ipynb?token={server.token}"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        tabs: list[Tab] = []
+        try:
+            tabs = [Tab(browser, "one"), Tab(browser, "two")]
+            one, two = tabs
+            for tab in tabs:  # both load at once
+                tab.page.goto(url, wait_until="commit")
+            for tab in tabs:
+                expect(tab.editor).to_have_text("x = 1", timeout=LOAD_TIMEOUT)
+
+            # Both pages are peers of the notebook's room on our server.
+            notebook_rooms = {r for r in one.rooms() | two.rooms() if r.startswith("json:")}
+            assert len(notebook_rooms) == 1, (one.socket_urls, two.socket_urls)
+            room = notebook_rooms.pop()
+            assert room.startswith("json:notebook:")
+
+            def peers() -> int:
+                status = server.get("/api/datastore/status")
+                return sum(r["peers"] for r in status["rooms"] if r["name"] == room)
+
+            wait_until(lambda: peers() == 2, timeout=10, what=f"2 peers in {room}")
+            assert server.get("/api/kernels") == []  # no kernel was started
+
+            # Presence across documents: both pages in the global awareness room, each with
+            # one socket (a refused socket would reconnect many times a second).
+            def present() -> int:
+                status = server.get("/api/datastore/status")
+                return sum(r["peers"] for r in status["rooms"] if r["name"] == GLOBAL)
+
+            wait_until(lambda: present() == 2, timeout=10, what="2 peers in the presence room")
+            for tab in tabs:
+                assert sum(GLOBAL in url for url in tab.socket_urls) == 1, tab.socket_urls
+
+            one.type_at_end(" # from one")
+            expect(two.editor).to_have_text("x = 1 # from one", timeout=SYNC_TIMEOUT)
+            two.type_at_end(" and two")
+            expect(one.editor).to_have_text("x = 1 # from one and two", timeout=SYNC_TIMEOUT)
+
+            # Both pages show the notebook as modified (the server's dirty state); the file
+            # is as it was until Ctrl-S, then both pages show it as saved.
+            for tab in tabs:
+                expect(tab.dirty_tab).to_have_count(1, timeout=SYNC_TIMEOUT)
+            assert sources(read_notebook(path)) == ["x = 1"]
+            one.page.keyboard.press("Control+s")
+            wait_until(
+                lambda: sources(read_notebook(path)) == ["x = 1 # from one and two"],
+                timeout=10,
+                what="Ctrl-S to write the notebook",
+            )
+            for tab in tabs:
+                expect(tab.dirty_tab).to_have_count(0, timeout=SYNC_TIMEOUT)
+            assert [cell["id"] for cell in read_notebook(path)["cells"]] == ["c1"]
+            assert not one.errors and not two.errors, (one.errors, two.errors)
+
+            # The pages leave: the room loses its peers.
+            settle(tabs)
+            for tab in tabs:
+                tab.page.goto("about:blank")
+            wait_until(lambda: peers() == 0, timeout=10, what=f"the pages to leave {room}")
+        except Exception as exc:
+            details = "\n".join(tab.report() for tab in tabs)
+            raise AssertionError(f"{exc}\n{details}\n--- server log\n{server.log()}") from exc
+        finally:
+            for tab in tabs:
+                tab.page.context.close()
+            browser.close()
