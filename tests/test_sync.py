@@ -299,3 +299,45 @@ async def test_rename_keeps_the_room_and_saves_to_the_new_path(server) -> None:
         assert not (server.root / "before.ipynb").exists()
     finally:
         await a.close()
+
+
+async def test_autosave_follows_the_clients_autosave_setting(make_server, tmp_path: Path) -> None:
+    srv = make_server()
+    path = tmp_path / "manual.ipynb"
+    write_notebook(path, notebook(code_cell("v1", "c1"), code_cell("other", "c2")))
+    a = await YClient.connect(srv.url, srv.token, "manual.ipynb")
+    try:
+        await a.set_awareness(a.doc.client_id, 1, {"user": {"name": "A"}, "autosave": False})
+        type_into(a, 0, " unsaved")
+        # Another change that does reach the disk shows the room was looked at meanwhile.
+        changed = read_notebook(path)
+        changed["cells"][1]["source"] = "other, from disk"
+        write_notebook(path, changed)
+        await until(lambda: cell_source(a, 1) == "other, from disk", what="the disk change")
+        await asyncio.sleep(1.5)  # past max_wait (1 s): an autosave would have happened
+        assert sources(read_notebook(path)) == ["v1", "other, from disk"]
+        # A second change on disk merges against what the file holds now: nothing doubles.
+        changed = read_notebook(path)
+        changed["cells"][1]["source"] = "other, from disk, again"
+        write_notebook(path, changed)
+        await until(lambda: cell_source(a, 1) == "other, from disk, again", what="2nd change")
+        assert cell_source(a, 0) == "v1 unsaved"
+        assert (await a.save(5))["status"] == "success"
+        assert sources(read_notebook(path)) == ["v1 unsaved", "other, from disk, again"]
+    finally:
+        await a.close()
+
+
+async def test_a_file_deleted_while_open_is_not_recreated_by_autosave(server) -> None:
+    path = server.root / "deleted.ipynb"
+    write_notebook(path, notebook(code_cell("keep me", "c1")))
+    a = await YClient.connect(server.url, server.token, "deleted.ipynb")
+    try:
+        path.unlink()
+        type_into(a, 0, "!")
+        await asyncio.sleep(1.5)  # past max_wait: no autosave may bring the file back
+        assert not path.exists()
+        assert (await a.save(9))["status"] == "success"  # Ctrl-S does
+        assert sources(read_notebook(path)) == ["keep me!"]
+    finally:
+        await a.close()

@@ -14,7 +14,8 @@ Out-of-band changes: when the file changes on disk (its SHA-256, not only its mo
 time), the change is merged into the room as a three-way merge: the file's new content is
 applied, as granular edits, to a copy of the document as it was last saved, and the
 resulting difference is applied to the room. Edits made in the room since the last save are
-kept; the merged document is then saved back.
+kept; the merged document is then saved back, unless autosave is off, in which case the
+room's edits stay unsaved on top of the file's change until someone saves.
 """
 
 from __future__ import annotations
@@ -155,8 +156,7 @@ class DocumentSession:
             self._saved_seq, self._file_hash = self.room.seq, disk.hash
         else:
             log.info("%s changed on disk while its room was closed: merging", self.path)
-            base = stored.state_at(stored.saved_seq) if stored.saved_seq else None
-            await self._merge(base or self.room.state(), disk)
+            await self._merge(stored.file_state() or self.room.state(), disk)
             return
         await self.store.mark_saved(self.room.name, self._saved_seq, self._file_hash)
         if self.room.seq > self._saved_seq:
@@ -280,10 +280,10 @@ class DocumentSession:
         await self._merge(await self._base(), disk)
 
     async def _base(self) -> bytes:
-        """The document as last saved; the room's current state if the store lacks it."""
+        """The state the file holds; the room's current state if the store lacks it."""
         await self.room.flushed()
         stored = await self.store.load(self.room.name)
-        base = stored.state_at(self._saved_seq) if stored is not None else None
+        base = stored.file_state() if stored is not None else None
         return base if base is not None else self.room.state()
 
     async def _merge(self, base: bytes, disk: FileContent) -> None:
@@ -300,8 +300,13 @@ class DocumentSession:
             await self.store.mark_saved(self.room.name, seq, disk.hash)
             self._saved(seq, disk.hash, disk.signature)
             self._set_state(dirty=False, hash=disk.hash)
-        else:
+        elif self.policy.autosave and self._autosave_wanted():
             await self._write()  # the room had edits of its own: save the merge
+        else:
+            # Autosave is off: the room keeps its edits unsaved, on top of the file's change.
+            await self.room.flushed()
+            await self.store.mark_merged(self.room.name, fork.get_update(), disk.hash)
+            self._set_state(dirty=True)
 
     # --- closing ---
 

@@ -1,10 +1,12 @@
 """What a store keeps for each document, and the interface every backend implements.
 
 A document's store is an append-only log of Yjs updates, each tagged with the room's
-sequence number of its last transaction. A save records the sequence number whose state was
-written to the file and the file's hash, so the state at the last save (the base of a
-three-way merge with an out-of-band change) is the merge of the rows up to that number. The
-room cuts a row boundary at every save for this reason.
+sequence number of its last change. A save records the sequence number whose state was
+written to the file and the file's hash, so the state the file holds (the base of a
+three-way merge with an out-of-band change) is the merge of the rows up to that number; the
+room cuts a row boundary at every save for this reason. When a change on disk was merged
+into a document that then stayed unsaved, the file holds a state that is no prefix of the
+log: that state is kept as an explicit `base`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class StoredDocument:
     saving_seq: int | None = None
     """A save that began at this sequence number and was not confirmed (a crash mid-save)."""
     file_hash: str | None = None
-    """The hash of the file as of `saved_seq`."""
+    """The hash of the file as of `saved_seq` (or as of `base`, when there is one)."""
+    base: bytes | None = None
+    """The state the file holds, when it is not the state at `saved_seq`."""
 
     @property
     def last_seq(self) -> int:
@@ -45,6 +49,12 @@ class StoredDocument:
         """The document as it was once transaction `seq` had been applied."""
         rows = [u for s, u in self.updates if s <= seq]
         return merge(rows) if rows else None
+
+    def file_state(self) -> bytes | None:
+        """The state the file holds: the base of a three-way merge with a change on disk."""
+        if self.base is not None:
+            return self.base
+        return self.state_at(self.saved_seq) if self.saved_seq else None
 
 
 class Store(ABC):
@@ -71,6 +81,10 @@ class Store(ABC):
 
     @abstractmethod
     async def mark_saved(self, name: str, seq: int, file_hash: str) -> None: ...
+
+    @abstractmethod
+    async def mark_merged(self, name: str, base: bytes, file_hash: str) -> None:
+        """The file, with this hash, holds `base`: a merged change on disk that stays unsaved."""
 
     @abstractmethod
     async def compact(self, name: str) -> None:

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS documents (
     saved_seq INTEGER,
     saving_seq INTEGER,
     file_hash TEXT,
+    base BLOB,
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS updates (
@@ -181,7 +182,7 @@ class SQLiteStore(Store):
     async def load(self, name: str) -> StoredDocument | None:
         def job(db: sqlite3.Connection) -> StoredDocument | None:
             row = db.execute(
-                "SELECT id, saved_seq, saving_seq, file_hash FROM documents WHERE name = ?",
+                "SELECT id, saved_seq, saving_seq, file_hash, base FROM documents WHERE name = ?",
                 (name,),
             ).fetchone()
             if row is None:
@@ -194,6 +195,7 @@ class SQLiteStore(Store):
                 saved_seq=row[1],
                 saving_seq=row[2],
                 file_hash=row[3],
+                base=bytes(row[4]) if row[4] is not None else None,
             )
 
         return await self._submit(job)
@@ -211,7 +213,12 @@ class SQLiteStore(Store):
         await self._set(name, "saving_seq = ?", (seq,))
 
     async def mark_saved(self, name: str, seq: int, file_hash: str) -> None:
-        await self._set(name, "saved_seq = ?, saving_seq = NULL, file_hash = ?", (seq, file_hash))
+        await self._set(
+            name, "saved_seq = ?, saving_seq = NULL, file_hash = ?, base = NULL", (seq, file_hash)
+        )
+
+    async def mark_merged(self, name: str, base: bytes, file_hash: str) -> None:
+        await self._set(name, "base = ?, file_hash = ?", (base, file_hash))
 
     async def _set(self, name: str, assignments: str, values: tuple[Any, ...]) -> None:
         def job(db: sqlite3.Connection) -> None:

@@ -81,6 +81,20 @@ async def test_saves_and_compaction_keep_the_base_of_a_merge(tmp_path: Path) -> 
     assert (stored.saved_seq, stored.saving_seq, stored.file_hash) == (4, None, "hash4")
     assert text_of(stored.state_at(4)) == "0,1,2,3,"
     assert text_of(stored.state()) == "0,1,2,3,4,5,"
+    assert text_of(stored.file_state()) == "0,1,2,3,"
+    # A change on disk merged but left unsaved: the file holds an explicit base until a save.
+    await store.mark_merged("d", batch[0], "merged")
+    stored = await store.load("d")
+    assert (
+        stored is not None and text_of(stored.file_state()) == "0," and stored.file_hash == "merged"
+    )
+    await store.mark_saved("d", 6, "hash6")
+    stored = await store.load("d")
+    assert (
+        stored is not None
+        and stored.base is None
+        and text_of(stored.file_state()) == "0,1,2,3,4,5,"
+    )
     await store.close()
 
 
