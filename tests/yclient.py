@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import urllib.parse
 from collections.abc import Callable
@@ -46,7 +45,8 @@ class YClient:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._applying = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Queue[tuple[bytes, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._sender = asyncio.ensure_future(self._send_in_order())
         self._sub: Any = self.doc.observe(self._on_change)
         self._reader = asyncio.ensure_future(self._read())
 
@@ -87,20 +87,29 @@ class YClient:
         return client
 
     async def send(self, message: bytes) -> None:
-        await self.ws.send(message)
+        """Send after everything queued before it (local edits are queued as they happen)."""
+        done = asyncio.get_running_loop().create_future()
+        self._outbox.put_nowait((message, done))
+        await done
 
     def _on_change(self, event: TransactionEvent) -> None:
         if not self._applying:
             self._spawn(sync_update(event.update))
 
     def _spawn(self, message: bytes) -> None:
-        task = asyncio.ensure_future(self._send_quietly(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._outbox.put_nowait((message, None))
 
-    async def _send_quietly(self, message: bytes) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await self.ws.send(message)
+    async def _send_in_order(self) -> None:
+        while True:
+            message, done = await self._outbox.get()
+            try:
+                await self.ws.send(message)
+            except websockets.ConnectionClosed as exc:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+                continue
+            if done is not None and not done.done():
+                done.set_result(None)
 
     async def set_awareness(self, client_id: int, clock: int, state: Any) -> None:
         entry = AwarenessEntry(client_id, clock, json.dumps(state))
@@ -163,7 +172,8 @@ class YClient:
             self.doc.unobserve(self._sub)
             self._sub = None
         await self.ws.close()
-        await asyncio.gather(self._reader, return_exceptions=True)
+        self._sender.cancel()
+        await asyncio.gather(self._reader, self._sender, return_exceptions=True)
 
 
 async def request_session(
