@@ -16,6 +16,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 from .datastore import Datastore, Settings, TransportLimits
 from .documents import SavePolicy, WatchPolicy
 from .handlers import handlers
+from .rooms import RoomSettings
 from .store import open_store
 
 __all__ = ["DatastoreApp"]
@@ -56,6 +57,13 @@ class DatastoreApp(ExtensionApp):
     )
     room_idle_timeout = Float(
         60.0, config=True, help="Seconds a room with no peer stays open before it is freed."
+    )
+    broadcast_interval = Float(
+        1 / 60,
+        config=True,
+        help="""Least seconds between two broadcasts of a room: a change in a quiet room goes
+        out at once; a busy room sends its changes merged, at most once per interval (0: send
+        every change as it comes).""",
     )
     max_message_size = Int(
         64 * 1024 * 1024,
@@ -102,6 +110,7 @@ class DatastoreApp(ExtensionApp):
             save=SavePolicy(self.save_delay, self.save_max_wait, self.autosave),
             watch=WatchPolicy(self.file_poll_interval, self.file_verify_interval),
             room_idle_timeout=self.room_idle_timeout,
+            room=RoomSettings(broadcast_interval=self.broadcast_interval),
             limits=TransportLimits(self.max_message_size, self.peer_send_limit),
         )
         self.datastore = Datastore(

@@ -14,7 +14,7 @@ from typing import Any
 
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .errors import DatastoreError
-from .rooms import RoomManager
+from .rooms import RoomManager, RoomSettings
 from .store import Store
 
 __all__ = ["Datastore", "Settings", "TransportLimits"]
@@ -35,6 +35,7 @@ class Settings:
     save: SavePolicy = field(default_factory=SavePolicy)
     watch: WatchPolicy = field(default_factory=WatchPolicy)
     room_idle_timeout: float = 60.0
+    room: RoomSettings = field(default_factory=RoomSettings)
     limits: TransportLimits = field(default_factory=TransportLimits)
 
 
@@ -59,7 +60,7 @@ class Datastore:
             self.ids = FileIds(file_id_manager)
             s = self.settings
             self.documents = Documents(
-                io=self.io, store=self.store, ids=self.ids, save=s.save, watch=s.watch
+                io=self.io, store=self.store, ids=self.ids, save=s.save, watch=s.watch, room=s.room
             )
             self.rooms = RoomManager(self.documents.open_room, idle_timeout=s.room_idle_timeout)
             self.documents.start()

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import BadRequest, NotFound
-from ..rooms.room import Room
+from ..rooms.room import Room, RoomSettings
 from ..store.base import Store
 from .contents import FileIO
 from .kinds import kind_of
@@ -46,23 +46,38 @@ def parse_room_name(name: str) -> tuple[str, str, str]:
 
 class Documents:
     def __init__(
-        self, *, io: FileIO, store: Store, ids: FileIds, save: SavePolicy, watch: WatchPolicy
+        self,
+        *,
+        io: FileIO,
+        store: Store,
+        ids: FileIds,
+        save: SavePolicy,
+        watch: WatchPolicy,
+        room: RoomSettings,
     ) -> None:
         self.io = io
         self.store = store
         self.ids = ids
         self.save_policy = save
         self.watch_policy = watch
+        self.room_settings = room
         self.sessions: dict[str, DocumentSession] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     async def open_room(self, name: str) -> Room:
         if name == GLOBAL_AWARENESS:
-            return Room(name, writable=False)
+            return Room(name, writable=False, settings=self.room_settings)
         file_format, file_type, file_id = parse_room_name(name)
         kind = kind_of(file_format, file_type)
         session = await DocumentSession.open(
-            name, kind, file_id, io=self.io, store=self.store, ids=self.ids, policy=self.save_policy
+            name,
+            kind,
+            file_id,
+            io=self.io,
+            store=self.store,
+            ids=self.ids,
+            policy=self.save_policy,
+            settings=self.room_settings,
         )
         self.sessions[name] = session
         close = session.close

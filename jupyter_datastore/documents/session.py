@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc, Map
 
 from ..errors import DatastoreError, NotFound
-from ..rooms.room import EMPTY_UPDATE, Room
+from ..rooms.room import EMPTY_UPDATE, Room, RoomSettings
 from ..store.base import Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
 from .kinds import DocumentKind
@@ -100,7 +99,9 @@ class DocumentSession:
         self._saved_seq = 0
         self._file_hash = ""
         self._signature: Signature | None = None
+        self._loop = asyncio.get_running_loop()
         self._first_change: float | None = None
+        self._last_change = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()  # one save or merge at a time
         self._save_task: asyncio.Task[str] | None = None
@@ -121,6 +122,7 @@ class DocumentSession:
         store: Store,
         ids: FileIds,
         policy: SavePolicy,
+        settings: RoomSettings,
     ) -> DocumentSession:
         path = ids.path(file_id)
         if path is None:
@@ -131,13 +133,14 @@ class DocumentSession:
             await store.append(name, seq, update)
 
         if stored is None or not stored.updates:
-            room = Room(name, persist=persist)
+            room = Room(name, persist=persist, settings=settings)
             session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
             room.push(kind.build(disk.content, path), origin=LOAD)
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
         else:
-            room = Room(name, stored.state() or EMPTY_UPDATE, persist=persist, seq=stored.last_seq)
+            state = stored.state() or EMPTY_UPDATE
+            room = Room(name, state, persist=persist, seq=stored.last_seq, settings=settings)
             session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
             await session._resume(stored, disk)
         return session
@@ -160,7 +163,7 @@ class DocumentSession:
             return
         await self.store.mark_saved(self.room.name, self._saved_seq, self._file_hash)
         if self.room.seq > self._saved_seq:
-            self._schedule(0)
+            self._save_soon()
 
     def _read(self) -> Any:
         with self.room.document() as doc:
@@ -189,23 +192,30 @@ class DocumentSession:
     def _on_flush(self, origins: set[object]) -> None:
         if origins <= _NOT_EDITS or not self.policy.autosave or self.missing:
             return
+        now = self._loop.time()
+        self._last_change = now
         if self._first_change is None:
-            self._first_change = time.monotonic()
-        self._schedule(self.policy.delay)
+            self._first_change = now
+        if self._timer is None:  # a running timer re-arms itself if the deadline moved
+            self._arm()
 
-    def _schedule(self, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        first = self._first_change if self._first_change is not None else time.monotonic()
-        deadline = min(time.monotonic() + delay, first + self.policy.max_wait)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(
-            loop.time() + max(0.0, deadline - time.monotonic()), self._autosave
-        )
+    def _due(self) -> float:
+        first = self._first_change if self._first_change is not None else self._last_change
+        return min(self._last_change + self.policy.delay, first + self.policy.max_wait)
+
+    def _arm(self) -> None:
+        self._timer = self._loop.call_at(self._due(), self._autosave)
+
+    def _save_soon(self) -> None:
+        self._first_change = self._last_change = self._loop.time() - self.policy.delay
+        if self._timer is None:
+            self._arm()
 
     def _autosave(self) -> None:
         self._timer = None
-        if self._autosave_wanted():
+        if self._loop.time() < self._due():
+            self._arm()  # there was a change since: the debounce moved on
+        elif self._autosave_wanted():
             self._start_save()
 
     def _autosave_wanted(self) -> bool:

@@ -5,6 +5,6 @@ room's owner (a document session) hooks in through `on_flush`, `on_save` and `on
 """
 
 from .manager import RoomManager
-from .room import SERVER, Peer, Room
+from .room import SERVER, Peer, Room, RoomSettings
 
-__all__ = ["SERVER", "Peer", "Room", "RoomManager"]
+__all__ = ["SERVER", "Peer", "Room", "RoomManager", "RoomSettings"]

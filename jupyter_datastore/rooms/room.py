@@ -28,6 +28,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent, get_state, get_update, merge_updates
@@ -53,7 +54,7 @@ from ..protocol.messages import (
 from ..store.base import merge
 from .awareness import AwarenessTable
 
-__all__ = ["EMPTY_UPDATE", "SERVER", "Peer", "Room"]
+__all__ = ["EMPTY_UPDATE", "SERVER", "Peer", "Room", "RoomSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,17 @@ _MAX_TAIL = 512
 
 Persist = Callable[[int, bytes], Awaitable[None]]
 SaveHandler = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    broadcast_interval: float = 1 / 60
+    """Least seconds between two broadcasts of a room. A change in a quiet room goes out at
+    once; in a busy room (several typists, a cell streaming output) the changes of each
+    interval go out merged, one message per peer, so the work per change and the messages a
+    client must apply stay bounded, at the cost of up to this much latency."""
+    linger: float = 2.0
+    """Seconds a live Y document is kept after the server last used it."""
 
 
 class Peer(Protocol):
@@ -88,11 +100,12 @@ class Room:
         persist: Persist | None = None,
         seq: int = 0,
         writable: bool = True,
-        linger: float = 2.0,
+        settings: RoomSettings = RoomSettings(),
     ) -> None:
         self.name = name
         self.writable = writable
-        self.linger = linger
+        self.settings = settings
+        self._last_flush = 0.0
         self.peers: dict[Peer, None] = {}
         self.awareness = AwarenessTable()
         self.holds = 0
@@ -228,7 +241,9 @@ class Room:
 
     def _schedule_drop(self) -> None:
         if self._drop_timer is None:
-            self._drop_timer = asyncio.get_running_loop().call_later(self.linger, self._drop)
+            self._drop_timer = asyncio.get_running_loop().call_later(
+                self.settings.linger, self._drop
+            )
 
     def _drop(self) -> None:
         """Back to update bytes: the live document's state, garbage-collected, is the base."""
@@ -339,8 +354,13 @@ class Room:
         return future
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
+            pause = self._last_flush + self.settings.broadcast_interval - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self._last_flush = loop.time()
             self._wake.clear()
             self.cut()
             while self._sealed:

@@ -21,7 +21,7 @@ from jupyter_datastore.protocol.messages import (
     decode_state_vector,
     parse_message,
 )
-from jupyter_datastore.rooms import Room
+from jupyter_datastore.rooms import Room, RoomSettings
 
 
 class RecordingPeer:
@@ -232,7 +232,7 @@ async def test_cut_makes_a_stored_row_end_at_the_save_point() -> None:
 
 
 async def test_the_live_document_exists_only_while_used() -> None:
-    room = Room("r", linger=0)
+    room = Room("r", settings=RoomSettings(linger=0))
     a, b = RecordingPeer(), RecordingPeer()
     room.join(a)
     room.join(b)
@@ -256,4 +256,22 @@ async def test_the_live_document_exists_only_while_used() -> None:
     await settle(room)
     clocks = decode_state_vector(get_state(room.state()))
     assert len(clocks) == 2  # the peer's client and the server's
+    await room.close()
+
+
+async def test_a_busy_room_broadcasts_at_most_once_per_interval() -> None:
+    room = Room("r", settings=RoomSettings(broadcast_interval=0.2))
+    writer, reader = RecordingPeer(), RecordingPeer()
+    room.join(writer)
+    room.join(reader)
+    room.receive(writer, SyncUpdate(edit("first")))
+    await settle(room)
+    assert len(reader.of("update")) == 1  # a quiet room: at once
+    started = asyncio.get_running_loop().time()
+    for i in range(5):  # five changes within the interval...
+        room.receive(writer, SyncUpdate(edit(f"<{i}>")))
+        await asyncio.sleep(0.01)
+    await settle(room)
+    assert len(reader.of("update")) == 2  # ...go out as one message
+    assert asyncio.get_running_loop().time() - started >= 0.15
     await room.close()
