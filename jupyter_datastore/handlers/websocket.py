@@ -95,6 +95,7 @@ class WebSocket:
         self._last_seen = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._pending: Any = None  # the last write still in the stream's buffer
         self._finished = False
         self.closed = False
         """True once a close was sent or the connection dropped: nothing more is sent."""
@@ -107,7 +108,7 @@ class WebSocket:
 
     async def accept(self, response: bytes) -> None:
         """Complete the opening handshake with the `101` response."""
-        await self._stream.write(response)
+        await self._queue(response)
 
     def start(self) -> asyncio.Task[None]:
         """Start reading frames (and keep-alive pings); returns the reading task."""
@@ -122,32 +123,43 @@ class WebSocket:
         if self.closed:
             return
         frame = message.websocket_frame
-        stream = self._stream
-        if self._socket is not None and not stream.writing():
+        sock = self._socket
+        if sock is not None and self._pending is None:  # nothing queued: straight to the socket
             try:
-                sent = self._socket.send(frame)
+                sent = sock.send(frame)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:  # the connection is gone; the reader sees it too
                 self.closed = True
-                stream.close()
+                self._stream.close()
                 return
             if sent == len(frame):
                 return
             frame = frame[sent:]
         try:
-            stream.write(frame)
+            self._queue(frame)
         except StreamBufferFullError:
-            if stream.writing():
+            if self._pending is not None:
                 detail = f"more than {self._send_limit} bytes waiting to be sent"
                 log.warning("closing a slow peer of %s: %s", self.name, detail)
                 self.close(1013, close_reason({"error": "slow_peer", "detail": detail}))
                 return
-            stream.max_write_buffer_size = None  # one message larger than the limit
-            stream.write(frame)
-            stream.max_write_buffer_size = self._send_limit
+            self._stream.max_write_buffer_size = None  # one message larger than the limit
+            self._queue(frame)
+            self._stream.max_write_buffer_size = self._send_limit
         except StreamClosedError:
             self.closed = True
+
+    def _queue(self, data: bytes) -> Any:
+        """Write through the stream's buffer; `_pending` tells whether anything waits there."""
+        future = self._stream.write(data)
+        self._pending = future
+        future.add_done_callback(self._drained)
+        return future
+
+    def _drained(self, future: Any) -> None:
+        if self._pending is future:
+            self._pending = None
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the connection ends when the client answers."""
@@ -169,9 +181,9 @@ class WebSocket:
         try:
             for data in self._protocol.data_to_send():
                 if data:
-                    stream.write(data)
+                    self._queue(data)
                 else:  # SEND_EOF: close once everything written has left
-                    self._loop.create_task(self._close_after(stream.write(b"")))
+                    self._loop.create_task(self._close_after(self._queue(b"")))
         except StreamClosedError:
             pass
         stream.max_write_buffer_size = self._send_limit

@@ -44,8 +44,6 @@ from ..protocol.messages import (
     SyncStep2,
     SyncUpdate,
     awareness_message,
-    decode_state_vector,
-    encode_state_vector,
     raw_message,
     sync_step1,
     sync_step2,
@@ -75,8 +73,9 @@ class RoomSettings:
     once; in a busy room (several typists, a cell streaming output) the changes of each
     interval go out merged, one message per peer, so the work per change and the messages a
     client must apply stay bounded, at the cost of up to this much latency."""
-    linger: float = 2.0
-    """Seconds a live Y document is kept after the server last used it."""
+    linger: float = 30.0
+    """Seconds a live Y document is kept after the server last used it: while a document is
+    being edited and saved, it stays live rather than being rebuilt at every save."""
 
 
 class Peer(Protocol):
@@ -118,7 +117,7 @@ class Room:
         self._base = state
         self._tail: list[bytes] = []
         self._tail_size = 0
-        self._clocks = decode_state_vector(get_state(state))
+        self._known: bytes | None = None  # the state vector of the bytes, made when a peer joins
         self._doc: Doc[Any] | None = None
         self._doc_users = 0
         self._drop_timer: asyncio.TimerHandle | None = None
@@ -169,7 +168,10 @@ class Room:
     def _state_vector(self) -> bytes:
         if self._doc is not None:
             return self._doc.get_state()
-        return encode_state_vector(self._clocks)
+        if self._known is None:
+            # An incremental update carries no state vector of its own: ask the whole state.
+            self._known = get_state(self.state())
+        return self._known
 
     def _update_since(self, state_vector: bytes) -> bytes:
         try:
@@ -187,12 +189,10 @@ class Room:
             self._apply(update, origin)
             return
         try:
-            clocks = get_state(update)  # decodes the whole update: our validation
+            get_state(update)  # decodes the whole update: our validation
         except ValueError as exc:
             raise BadRequest(f"malformed update: {exc}") from exc
-        for client, clock in decode_state_vector(clocks).items():
-            if clock > self._clocks.get(client, 0):
-                self._clocks[client] = clock
+        self._known = None
         self._tail.append(update)
         self._tail_size += len(update)
         if len(self._tail) >= _MAX_TAIL or self._tail_size > max(len(self._base), 1 << 20):
@@ -252,7 +252,7 @@ class Room:
         if doc is None or self._doc_users:
             return
         self._base = doc.get_update()
-        self._clocks = decode_state_vector(doc.get_state())
+        self._known = doc.get_state()
         self._tail, self._tail_size = [], 0
         doc.unobserve(self._subscription)
         self._doc = self._subscription = None
