@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,8 +38,9 @@ def free_port() -> int:
 class Server:
     """One `jupyter-datastore serve` process over a root folder; restartable on the same store."""
 
-    def __init__(self, root: Path, args: list[str] | None = None) -> None:
+    def __init__(self, root: Path, args: list[str] | None = None, tls: bool = False) -> None:
         self.root = root
+        self.tls = tls
         args = args or []
         given = {arg.split("=", 1)[0] for arg in args}
         self.args = [arg for arg in FAST if arg.split("=", 1)[0] not in given] + args
@@ -49,7 +51,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def token(self) -> str:
@@ -86,7 +88,8 @@ class Server:
         request = urllib.request.Request(
             self.url + path, headers={"Authorization": f"token {TOKEN}"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        context = ssl._create_unverified_context() if self.tls else None
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return json.loads(response.read())
 
     def log(self) -> str:
@@ -134,8 +137,8 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     """Servers of one test, with their own options; all stopped at the end of the test."""
     servers: list[Server] = []
 
-    def make(args: list[str] | None = None, root: Path | None = None) -> Server:
-        instance = Server(root or tmp_path, args)
+    def make(args: list[str] | None = None, root: Path | None = None, tls: bool = False) -> Server:
+        instance = Server(root or tmp_path, args, tls)
         servers.append(instance)
         return instance.start()
 

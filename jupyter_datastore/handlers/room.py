@@ -120,11 +120,13 @@ class RoomHandler(DatastoreHandler):
             on_closed=peer.on_closed,
             max_message_size=datastore.limits.max_message_size,
             send_limit=datastore.limits.peer_send_limit,
-            ping_interval=self._ping_interval(),
+            keep_alive=self._keep_alive(),
             name=name,
         )
         await peer.run(socket, response)
 
-    def _ping_interval(self) -> float:
-        interval: Any = self.settings.get("ws_ping_interval", 30000)
-        return float(interval) / 1000 if interval else 0.0
+    def _keep_alive(self) -> tuple[float, float]:
+        """jupyter_server's websocket_ping_interval and _timeout, in seconds (30 s each)."""
+        interval: Any = self.settings.get("websocket_ping_interval") or 30
+        timeout: Any = self.settings.get("websocket_ping_timeout") or interval
+        return float(interval), float(timeout)

@@ -77,7 +77,7 @@ class WebSocket:
         on_closed: Callable[[], None],
         max_message_size: int,
         send_limit: int,
-        ping_interval: float = 30.0,
+        keep_alive: tuple[float, float] = (30.0, 30.0),
         name: str = "",
     ) -> None:
         self._stream = stream
@@ -85,7 +85,7 @@ class WebSocket:
         self._on_closed = on_closed
         self._protocol = Protocol(SERVER, state=OPEN, max_size=max_message_size)
         self._send_limit = send_limit
-        self._ping_interval = ping_interval
+        self._ping_interval, self._ping_timeout = keep_alive
         self.name = name
         # Plain TCP only: a TLS stream must encrypt through Tornado.
         self._socket: socket.socket | None = stream.socket if type(stream) is IOStream else None
@@ -233,18 +233,20 @@ class WebSocket:
             )
 
     def _keep_alive(self) -> None:
-        """Ping a quiet client; drop one that stayed silent for two intervals."""
+        """Ping a quiet client; drop one that does not answer within the ping timeout."""
         if self._finished:
             return
         silent = self._loop.time() - self._last_seen
-        if silent > 2 * self._ping_interval:
+        if silent > self._ping_interval + self._ping_timeout:
             log.info("WebSocket %s: no answer for %.0f s, dropping it", self.name, silent)
             self._abort()
             return
         if silent >= self._ping_interval and self._protocol.state is OPEN:
             self._protocol.send_ping(b"")
             self._flush()
-        self._timer = self._loop.call_later(self._ping_interval, self._keep_alive)
+        self._timer = self._loop.call_later(
+            min(self._ping_interval, self._ping_timeout), self._keep_alive
+        )
 
     def _finish(self) -> None:
         if self._finished:
