@@ -250,10 +250,10 @@ class DocumentSession:
         seq = self.room.cut()
         content = self._read()
         data = self.io.file_bytes(self.kind, content)
+        await self.room.flushed()  # the state at `seq` must be in the store before we say so
         if data is not None and sha256(data) == self._file_hash and not self.missing:
             file_hash, signature = self._file_hash, self._signature  # the file already holds this
         else:
-            await self.room.flushed()  # what is saved must be reconstructible from the store
             await self.store.mark_saving(self.room.name, seq)
             file_hash, signature = await self.io.write(self.path, self.kind, content, data)
             self.missing = False

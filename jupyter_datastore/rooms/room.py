@@ -104,7 +104,6 @@ class Room:
         self.name = name
         self.writable = writable
         self.settings = settings
-        self._last_flush = 0.0
         self.peers: dict[Peer, None] = {}
         self.awareness = AwarenessTable()
         self.holds = 0
@@ -134,6 +133,7 @@ class Room:
         self._sealed: deque[tuple[int, list[bytes], set[object]]] = deque()
         self._replies: deque[tuple[int, Peer | None, Outgoing | asyncio.Future[None]]] = deque()
         self._origin: object = SERVER
+        self._last_flush = 0.0
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
