@@ -226,6 +226,7 @@ NB = {"format": "json", "type": "notebook"}
     ("path", "body", "status", "error"),
     [
         ("missing.ipynb", NB, 404, "not_found"),
+        (".hidden.ipynb", NB, 404, "not_found"),
         ("a-folder", NB, 404, "not_found"),
         ("../outside.ipynb", NB, 404, "not_found"),
         ("sub/../../outside.ipynb", NB, 404, "not_found"),
@@ -241,6 +242,7 @@ async def test_session_request_errors(
 ) -> None:
     (server.root / "a-folder").mkdir(exist_ok=True)
     write_notebook(server.root / "present.ipynb", notebook())
+    write_notebook(server.root / ".hidden.ipynb", notebook())  # hidden files are not served
     (server.root.parent / "outside.ipynb").write_text("{}")
     response = await put_session(server, path, body)
     assert response.status_code == status

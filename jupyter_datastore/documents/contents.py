@@ -94,6 +94,14 @@ class FileIO:
             raise NotFound(f"{path} is a directory")
         return model
 
+    async def exists(self, path: str) -> bool:
+        """Whether the contents manager serves a file there (hidden files only if allowed)."""
+        try:
+            await self._get(path, content=False)
+        except NotFound:
+            return False
+        return True
+
     async def signature(self, path: str) -> Signature | None:
         """The file's signature, or None when there is no file.
 
@@ -110,9 +118,6 @@ class FileIO:
             return _signature(await self._get(path, content=False))
         except NotFound:
             return None
-
-    async def _signature_after(self, path: str, model: dict[str, Any]) -> Signature:
-        return (await self.signature(path) or _signature(model)) if self.fast else _signature(model)
 
     async def read(self, path: str, kind: DocumentKind) -> FileContent:
         # The signature is taken first: a change made while reading shows up at the next look.
@@ -150,7 +155,7 @@ class FileIO:
                 else:
                     model = {"type": "file", "format": "text", "content": data.decode("utf-8")}
                 saved = await ensure_async(self.cm.save(model, path))
-                return sha256(data), await self._signature_after(path, saved)
+                return sha256(data), await self.signature(path) or _signature(saved)
             await ensure_async(self.cm.save(kind.model(content), path))
             saved = await ensure_async(self.cm.get(path, content=False, require_hash=True))
             return saved.get("hash") or _canonical_hash(content), _signature(saved)

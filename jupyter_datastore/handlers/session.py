@@ -42,7 +42,7 @@ class DocSessionHandler(DatastoreHandler):
             raise BadRequest('the body must give "format" and "type" as strings')
         kind_of(file_format, file_type)
         path = api_path(path)
-        if await self.datastore.io.signature(path) is None:
+        if not await self.datastore.io.exists(path):
             raise NotFound(f"no file at {path}")
         file_id, created = self.datastore.ids.index(path)
         self.set_status(201 if created else 200)
