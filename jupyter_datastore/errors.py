@@ -2,7 +2,6 @@
 
     DatastoreError                  (500, close 4500)
     ├── BadRequest                  (400, close 4400)  malformed input of any kind
-    ├── Forbidden                   (403, close 4403)  authenticated, but not allowed
     ├── NotFound                    (404, close 4404)  unknown room, file id or path
     ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
     └── DocumentError               (500, close 4500)  a document could not be loaded or saved
@@ -21,7 +20,6 @@ __all__ = [
     "BadRequest",
     "DatastoreError",
     "DocumentError",
-    "Forbidden",
     "NotFound",
     "SessionExpired",
     "close_reason",
@@ -53,12 +51,6 @@ class BadRequest(DatastoreError):
     status = 400
     close_code = 4400
     error = "bad_request"
-
-
-class Forbidden(DatastoreError):
-    status = 403
-    close_code = 4403
-    error = "forbidden"
 
 
 class NotFound(DatastoreError):

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from ..datastore import Datastore
 from ..documents import GLOBAL_AWARENESS
@@ -52,9 +53,12 @@ class RoomPeer:
         self.socket: WebSocket | None = None
 
     async def run(self, socket: WebSocket, response: bytes) -> None:
+        try:
+            await socket.accept(response)
+        except StreamClosedError:
+            return  # the client left during the handshake
         self.socket = socket
         RoomPeer._running.add(self)
-        await socket.accept(response)
         try:
             self._check_session()
             self.room = await self.datastore.rooms.join(self.name, socket)

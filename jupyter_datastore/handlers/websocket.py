@@ -102,20 +102,15 @@ class WebSocket:
         stream.set_nodelay(True)
         stream.max_write_buffer_size = send_limit
 
-    @property
-    def close_code(self) -> int | None:
-        return self._protocol.close_code
-
     async def accept(self, response: bytes) -> None:
         """Complete the opening handshake with the `101` response."""
         await self._queue(response)
 
-    def start(self) -> asyncio.Task[None]:
-        """Start reading frames (and keep-alive pings); returns the reading task."""
+    def start(self) -> None:
+        """Start reading frames (and keep-alive pings)."""
         self._reader = self._loop.create_task(self._read())
         if self._ping_interval > 0:
             self._timer = self._loop.call_later(self._ping_interval, self._keep_alive)
-        return self._reader
 
     # --- sending ---
 

@@ -20,9 +20,6 @@ class AwarenessTable:
         self._entries: dict[int, AwarenessEntry] = {}
         self._owners: dict[int, object] = {}
 
-    def __len__(self) -> int:
-        return sum(1 for entry in self._entries.values() if not entry.removed)
-
     def apply(self, owner: object, entries: list[AwarenessEntry]) -> None:
         for entry in entries:
             current = self._entries.get(entry.client_id)
