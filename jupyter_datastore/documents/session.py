@@ -28,7 +28,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from ..errors import DatastoreError, NotFound
-from ..rooms.room import EMPTY_UPDATE, Room, RoomSettings
+from ..rooms.room import Room, RoomSettings
 from ..store.base import Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
 from .kinds import DocumentKind
@@ -139,8 +139,8 @@ class DocumentSession:
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
         else:
-            state = stored.state() or EMPTY_UPDATE
-            room = Room(name, state, persist=persist, seq=stored.last_seq, settings=settings)
+            rows = [update for _, update in stored.updates]
+            room = Room(name, rows, persist=persist, seq=stored.last_seq, settings=settings)
             session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
             await session._resume(stored, disk)
         return session

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -94,7 +94,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        state: bytes = EMPTY_UPDATE,
+        updates: Sequence[bytes] = (),
         *,
         persist: Persist | None = None,
         seq: int = 0,
@@ -113,9 +113,9 @@ class Room:
         self.on_save: SaveHandler | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None
 
-        self._base = state
-        self._tail: list[bytes] = []
-        self._tail_size = 0
+        self._base = EMPTY_UPDATE
+        self._tail = list(updates)
+        self._tail_size = sum(map(len, self._tail))
         self._known: bytes | None = None  # the state vector of the bytes, made when a peer joins
         self._doc: Doc[Any] | None = None
         self._doc_users = 0
@@ -234,7 +234,10 @@ class Room:
             self._drop_timer = None
         if self._doc is None:
             doc: Doc[Any] = Doc(client_id=self._client_id)
-            doc.apply_update(self.state())
+            # Update by update rather than merged: one big update whose clients interleave
+            # (many people typing at one place) integrates far slower than its parts.
+            for update in (self._base, *self._tail):
+                doc.apply_update(update)
             self._subscription = doc.observe(self._on_transaction)
             self._doc = doc
         return self._doc
