@@ -94,6 +94,7 @@ class WebSocket:
         self._loop = asyncio.get_running_loop()
         self._last_seen = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
+        self._ping_sent: float | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: Any = None  # the last write still in the stream's buffer
         self._finished = False
@@ -228,19 +229,21 @@ class WebSocket:
             )
 
     def _keep_alive(self) -> None:
-        """Ping a quiet client; drop one that does not answer within the ping timeout."""
+        """Ping a client quiet for an interval; drop it if the ping stays unanswered."""
         if self._finished:
             return
-        silent = self._loop.time() - self._last_seen
-        if silent > self._ping_interval + self._ping_timeout:
-            log.info("WebSocket %s: no answer for %.0f s, dropping it", self.name, silent)
-            self._abort()
-            return
-        if silent >= self._ping_interval and self._protocol.state is OPEN:
+        now = self._loop.time()
+        if self._ping_sent is not None and self._last_seen < self._ping_sent:
+            if now - self._ping_sent >= self._ping_timeout:
+                log.info("WebSocket %s: no answer to a ping, dropping it", self.name)
+                self._abort()
+                return
+        elif now - self._last_seen >= self._ping_interval and self._protocol.state is OPEN:
             self._protocol.send_ping(b"")
             self._flush()
+            self._ping_sent = now
         self._timer = self._loop.call_later(
-            min(self._ping_interval, self._ping_timeout), self._keep_alive
+            min(self._ping_interval, self._ping_timeout) / 2, self._keep_alive
         )
 
     def _finish(self) -> None:
