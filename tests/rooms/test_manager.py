@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from yclient import until
 
 from jupyter_datastore.errors import NotFound
 from jupyter_datastore.rooms import Room, RoomManager
@@ -31,13 +32,6 @@ class Opener:
         return room
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_concurrent_joins_share_one_open() -> None:
     opener = Opener()
     manager = RoomManager(opener, idle_timeout=60)
@@ -53,7 +47,7 @@ async def test_an_idle_room_is_closed_after_the_delay_and_reopened_on_demand() -
     peer = RecordingPeer()
     room = await manager.join("a", peer)
     manager.leave(room, peer)
-    await wait_for(lambda: "a" not in manager.rooms)
+    await until(lambda: "a" not in manager.rooms)
     assert opener.closed == ["a"]
     again = await manager.join("a", RecordingPeer())
     assert again is not room and opener.opened == ["a", "a"]
@@ -78,7 +72,7 @@ async def test_a_hold_keeps_a_room_with_no_peer_open() -> None:
     async with manager.hold("a") as room:
         await asyncio.sleep(0.2)  # four delays
         assert manager.rooms["a"] is room and opener.closed == []
-    await wait_for(lambda: "a" not in manager.rooms)
+    await until(lambda: "a" not in manager.rooms)
     await manager.stop()
 
 
