@@ -342,3 +342,66 @@ async def test_a_file_deleted_while_open_is_not_recreated_by_autosave(server) ->
         assert sources(read_notebook(path)) == ["keep me!"]
     finally:
         await a.close()
+
+
+async def test_many_peers_editing_at_random_converge_with_the_file(
+    make_server, tmp_path: Path
+) -> None:
+    """Four peers make random edits (type, delete, add cells) while saves and a change on
+    disk happen; every peer, a newcomer and the file end up with the same notebook."""
+    import random
+
+    srv = make_server(["--DatastoreApp.save_delay=0.05", "--DatastoreApp.save_max_wait=0.3"])
+    path = tmp_path / "random.ipynb"
+    write_notebook(path, notebook(*(code_cell(f"cell {i}\n", f"c{i}") for i in range(4))))
+    peers = [await YClient.connect(srv.url, srv.token, "random.ipynb") for _ in range(4)]
+    rng = random.Random(7)
+
+    def edit(client: YClient) -> None:
+        cells = client.doc.get("cells", type=Array)
+        source = cells[rng.randrange(len(cells))]["source"]
+        text = str(source).encode()
+        if text and rng.random() < 0.3:
+            start = rng.randrange(len(text))
+            while start and (text[start] & 0xC0) == 0x80:  # a character boundary
+                start -= 1
+            end = min(len(text), start + 1)
+            while end < len(text) and (text[end] & 0xC0) == 0x80:
+                end += 1
+            del source[start:end]
+        elif rng.random() < 0.03:
+            with client.doc.transaction():
+                cells.append(Map({"cell_type": "markdown", "id": f"m{rng.randrange(10**9)}",
+                                  "source": Text("new"), "metadata": Map()}))  # fmt: skip
+        else:
+            position = len(text) if rng.random() < 0.7 else 0
+            source.insert(position, rng.choice(["a", "b", "é", "😀", "\n"]))
+
+    try:
+        for step in range(400):
+            edit(peers[step % 4])
+            if step == 200:  # someone changes the file meanwhile
+                changed = read_notebook(path)
+                changed["cells"].append(markdown_cell("written on disk", "disk"))
+                write_notebook(path, changed)
+            if step % 50 == 0:
+                await peers[0].save(step + 1)
+            await asyncio.sleep(0.002)
+
+        def contents() -> list[object]:
+            return [YNotebook(p.doc).get()["cells"] for p in peers]
+
+        await until(lambda: all(c == contents()[0] for c in contents()), timeout=20, what="peers")
+        await until(
+            lambda: any(c["id"] == "disk" for c in contents()[0]), what="the change on disk"
+        )
+        newcomer = await YClient.connect(srv.url, srv.token, "random.ipynb")
+        assert YNotebook(newcomer.doc).get()["cells"] == contents()[0]
+        await newcomer.close()
+        assert (await peers[1].save(9999))["status"] == "success"
+        on_disk = [c["source"] for c in read_notebook(path)["cells"]]
+        expected = [c["source"] for c in contents()[0]]
+        assert ["".join(s) if isinstance(s, list) else s for s in on_disk] == expected
+    finally:
+        for peer in peers:
+            await peer.close()
