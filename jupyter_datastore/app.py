@@ -15,6 +15,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from .datastore import Datastore, Settings, TransportLimits
 from .documents import SavePolicy, WatchPolicy
+from .execution.kernel import ExecutionPolicy
 from .handlers import handlers
 from .rooms import RoomSettings
 from .store import open_store
@@ -77,6 +78,26 @@ class DatastoreApp(ExtensionApp):
         with 1013 and reconnects.""",
     )
 
+    output_limit = Int(
+        16 * 1024 * 1024,
+        config=True,
+        help="""Bytes of output kept per cell run on the server; more is cut and a notice in
+        the cell says how much (0: no limit).""",
+    )
+    record_timing = Bool(
+        True,
+        config=True,
+        help="Write execution timing into each cell's metadata.execution, as JupyterLab can.",
+    )
+    kernel_ready_timeout = Float(
+        60.0,
+        config=True,
+        help="Seconds to wait for a kernel to answer before its executions are given up.",
+    )
+    execution_records = Int(
+        10_000, config=True, help="Finished execution records kept (older ones go at start)."
+    )
+
     datastore: Datastore | None = None
 
     @default("default_url")
@@ -95,7 +116,7 @@ class DatastoreApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         page_config = self.server.web_app.settings.setdefault("page_config_data", {})
         page_config.setdefault("disableRTC", False)
-        page_config.setdefault("serverSideExecution", False)
+        page_config.setdefault("serverSideExecution", False)  # JupyterLab still runs its own
         self.handlers.extend(handlers)
 
     def _store_url(self) -> str:
@@ -112,6 +133,12 @@ class DatastoreApp(ExtensionApp):
             room_idle_timeout=self.room_idle_timeout,
             room=RoomSettings(broadcast_interval=self.broadcast_interval),
             limits=TransportLimits(self.max_message_size, self.peer_send_limit),
+            execution=ExecutionPolicy(
+                output_limit=self.output_limit,
+                record_timing=self.record_timing,
+                kernel_ready_timeout=self.kernel_ready_timeout,
+                keep_records=self.execution_records,
+            ),
         )
         self.datastore = Datastore(
             open_store(self._store_url()), self.server.contents_manager, settings
@@ -127,7 +154,9 @@ class DatastoreApp(ExtensionApp):
                     "jupyter_datastore needs the jupyter_server_fileid extension, which is not "
                     "enabled (jupyter server extension enable jupyter_server_fileid)"
                 )
-            await self.datastore.start(file_id_manager)
+            await self.datastore.start(
+                file_id_manager, serverapp.kernel_manager, serverapp.session_manager
+            )
         except Exception as exc:
             self.log.critical("jupyter-datastore could not start: %s", exc)
             raise

@@ -14,6 +14,8 @@ from typing import Any
 
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .errors import DatastoreError
+from .execution.kernel import ExecutionPolicy
+from .execution.service import Executor
 from .rooms import RoomManager, RoomSettings
 from .store import Store
 
@@ -37,6 +39,7 @@ class Settings:
     room_idle_timeout: float = 60.0
     room: RoomSettings = field(default_factory=RoomSettings)
     limits: TransportLimits = field(default_factory=TransportLimits)
+    execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
 
 
 class Datastore:
@@ -45,6 +48,7 @@ class Datastore:
     io: FileIO
     documents: Documents
     rooms: RoomManager
+    executor: Executor
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -54,7 +58,7 @@ class Datastore:
         self._started = asyncio.Event()
         self._failure: BaseException | None = None
 
-    async def start(self, file_id_manager: Any) -> None:
+    async def start(self, file_id_manager: Any, kernels: Any, sessions: Any) -> None:
         try:
             await self.store.start()
             self.ids = FileIds(file_id_manager)
@@ -64,6 +68,16 @@ class Datastore:
             )
             self.rooms = RoomManager(self.documents.open_room, idle_timeout=s.room_idle_timeout)
             self.documents.start()
+            self.executor = Executor(
+                rooms=self.rooms,
+                ids=self.ids,
+                io=self.io,
+                store=self.store,
+                kernels=kernels,
+                sessions=sessions,
+                policy=s.execution,
+            )
+            await self.executor.start()
         except BaseException as exc:
             self._failure = exc
             raise
@@ -78,6 +92,7 @@ class Datastore:
 
     async def stop(self) -> None:
         if self._started.is_set() and self._failure is None:
+            await self.executor.stop()
             await self.rooms.stop()
             await self.documents.stop()
             await self.store.close()

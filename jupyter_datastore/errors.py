@@ -3,6 +3,7 @@
     DatastoreError                  (500, close 4500)
     ├── BadRequest                  (400, close 4400)  malformed input of any kind
     ├── NotFound                    (404, close 4404)  unknown room, file id or path
+    ├── Conflict                    (409, close 4409)  the request contradicts the current state
     ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
     └── DocumentError               (500, close 4500)  a document could not be loaded or saved
 
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BadRequest",
+    "Conflict",
     "DatastoreError",
     "DocumentError",
     "NotFound",
@@ -57,6 +59,12 @@ class NotFound(DatastoreError):
     status = 404
     close_code = 4404
     error = "not_found"
+
+
+class Conflict(DatastoreError):
+    status = 409
+    close_code = 4409
+    error = "conflict"
 
 
 class DocumentError(DatastoreError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 TOKEN = "test-token"
@@ -102,16 +104,25 @@ class Server:
             raise AssertionError(f"the server logged a traceback:\n{text[-8000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the process by its pid: SIGTERM (a clean stop) or SIGKILL (a crash)."""
+        """Stop the process by its pid: SIGTERM (a clean stop) or SIGKILL (a crash).
+
+        The kernels it started are its children: a clean stop shuts them down; after a
+        crash, those left are stopped by their pids.
+        """
         if self.process is None:
             return
         if self.process.poll() is None:
+            children = psutil.Process(self.process.pid).children(recursive=True)
             self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            psutil.wait_procs(children, timeout=10)
         self.process = None
 
     def remove_home(self) -> None:

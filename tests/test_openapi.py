@@ -13,8 +13,10 @@ METHODS = ("get", "put", "post", "patch", "delete")
 
 
 def as_openapi_path(pattern: str) -> str:
-    names = iter(["path"])
-    return re.sub(r"\([^)]*\)", lambda _: "{" + next(names) + "}", pattern)
+    """`(?P<name>...)` -> `{name}`; an unnamed group is the `{path}`."""
+    return re.sub(
+        r"\((?:\?P<(\w+)>)?[^)]*\)", lambda m: "{" + (m.group(1) or "path") + "}", pattern
+    )
 
 
 def test_every_rest_handler_and_method_is_documented() -> None:

@@ -21,9 +21,11 @@ from pycrdt import Array, Doc, Map, Text
 from ..errors import DocumentError
 from .text import apply_text
 
-__all__ = ["apply", "dumps", "parse", "read"]
+__all__ = ["TRANSIENT_CELL_KEYS", "apply", "dumps", "new_output", "parse", "read"]
 
 _CELL_TYPES = ("code", "markdown", "raw")
+TRANSIENT_CELL_KEYS = ("execution_state", "input_request")
+"""Keys of a Y cell that live only in the shared document, never in the file."""
 _ID_NAMESPACE = uuid.UUID("6c1d9e0e-64b5-4a7a-9d43-5b1f2d6b0a11")
 # Mime types nbformat stores as lists of lines although they are not text/*.
 _SPLIT_MIMES = ("application/javascript", "image/svg+xml")
@@ -143,7 +145,8 @@ def read(doc: Doc[Any]) -> dict[str, Any]:
     for index, cell in enumerate(json.loads(str(doc.get("cells", type=Array)))):
         if not isinstance(cell, dict):
             continue
-        cell.pop("execution_state", None)
+        for key in TRANSIENT_CELL_KEYS:
+            cell.pop(key, None)
         cell_type = cell.setdefault("cell_type", "code")
         cell.setdefault("source", "")
         metadata = cell.setdefault("metadata", {})
@@ -256,7 +259,7 @@ def _apply_cell(cells: Array[Any], index: int, old: dict[str, Any], new: dict[st
         elif key == "metadata" and isinstance(current, Map):
             _apply_map(current, value)
         elif key == "outputs":
-            ycell[key] = Array([_new_output(o) for o in value])
+            ycell[key] = Array([new_output(o) for o in value])
         elif key == "metadata":
             ycell[key] = Map(value)
         elif key == "source":
@@ -274,7 +277,8 @@ def _apply_map(ymap: Map[Any], values: dict[str, Any]) -> None:
             ymap[key] = value
 
 
-def _new_output(output: dict[str, Any]) -> Map[Any]:
+def new_output(output: dict[str, Any]) -> Map[Any]:
+    """An output as the Y notebook holds it: a stream's text is a Y.Text."""
     if output.get("output_type") == "stream":
         return Map({**output, "text": Text(output.get("text", ""))})
     return Map(output)
@@ -287,6 +291,6 @@ def _new_cell(cell: dict[str, Any]) -> Map[Any]:
         "metadata": Map(cell.get("metadata", {})),
     }
     if cell["cell_type"] == "code":
-        ycell["outputs"] = Array([_new_output(o) for o in cell.get("outputs", [])])
+        ycell["outputs"] = Array([new_output(o) for o in cell.get("outputs", [])])
         ycell["execution_state"] = "idle"
     return Map(ycell)

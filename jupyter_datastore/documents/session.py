@@ -65,6 +65,11 @@ class FileIds:
         path: str | None = self._manager.get_path(file_id)
         return path
 
+    def file_id(self, path: str) -> str | None:
+        """The id of `path` if it has one (nothing is indexed)."""
+        found: str | None = self._manager.get_id(path)
+        return found
+
     def index(self, path: str) -> tuple[str, bool]:
         """The id of `path`, and whether it was assigned just now."""
         existing = self._manager.get_id(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .executions import ExecutionHandler, ExecutionInputHandler, ExecutionsHandler
 from .openapi import OpenAPIHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
@@ -16,4 +17,7 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/collaboration/room/(.*)", RoomHandler),
     (r"/api/datastore/status", StatusHandler),
     (r"/api/datastore/openapi.json", OpenAPIHandler),
+    (r"/api/datastore/executions", ExecutionsHandler),
+    (r"/api/datastore/executions/(?P<execution_id>[^/]+)", ExecutionHandler),
+    (r"/api/datastore/executions/(?P<execution_id>[^/]+)/input", ExecutionInputHandler),
 ]

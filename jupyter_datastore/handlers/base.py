@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError
 
 from ..datastore import Datastore
 from ..errors import BadRequest, DatastoreError
 
-__all__ = ["DatastoreHandler", "error_body"]
+__all__ = ["DatastoreHandler", "authorized_to", "error_body"]
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def authorized_to(action: str) -> Callable[[F], F]:
+    """jupyter_server's `@authorized` for an explicit action (such as "execute"), typed."""
+    return cast(Callable[[F], F], authorized(action))
+
 
 _HTTP_ERRORS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 

@@ -12,7 +12,9 @@ log: that state is kept as an explicit `base`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pycrdt import merge_updates
 
@@ -58,7 +60,10 @@ class StoredDocument:
 
 
 class Store(ABC):
-    """Durable per-document update logs. Every method is safe to call from the event loop."""
+    """Durable per-document update logs, and the records of executions.
+
+    Every method is safe to call from the event loop.
+    """
 
     session_id: str
     """Identifies this store's content: clients that synced with it send it back on reconnect."""
@@ -89,3 +94,27 @@ class Store(ABC):
     @abstractmethod
     async def compact(self, name: str) -> None:
         """Merge the rows up to the last save into one, and the rows after it into another."""
+
+    # --- execution records (see `execution/records.py`): JSON objects keyed by "id" ---
+
+    @abstractmethod
+    async def put_execution(self, record: dict[str, Any]) -> None:
+        """Insert or replace a record; returns once it is committed."""
+
+    @abstractmethod
+    async def get_execution(self, execution_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def list_executions(
+        self,
+        *,
+        room: str | None = None,
+        kernel_id: str | None = None,
+        statuses: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Records, newest first, filtered by room, kernel and status when given."""
+
+    @abstractmethod
+    async def prune_executions(self, keep: int) -> int:
+        """Delete all but the newest `keep` finished records; returns how many went."""

@@ -11,13 +11,14 @@ so neither blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .base import Store, StoredDocument, merge
@@ -46,6 +47,15 @@ CREATE TABLE IF NOT EXISTS updates (
     data BLOB NOT NULL,
     PRIMARY KEY (doc, seq)
 );
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    room TEXT,
+    kernel_id TEXT,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_room ON executions (room, created);
 """
 _CHECKPOINT_EVERY = 1.0  # seconds, while there are new writes
 _APPEND = "INSERT INTO updates (doc, seq, data) VALUES (?, ?, ?)"
@@ -242,6 +252,70 @@ class SQLiteStore(Store):
                 )
 
         self._write(job)
+
+    # --- execution records ---
+
+    async def put_execution(self, record: dict[str, Any]) -> None:
+        row = (
+            record["id"],
+            record.get("room_id"),
+            record.get("kernel_id"),
+            record["status"],
+            record["created_at"],
+            json.dumps(record),
+        )
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO executions (id, room, kernel_id, status, created, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+
+    async def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        def job(db: sqlite3.Connection) -> dict[str, Any] | None:
+            row = db.execute("SELECT data FROM executions WHERE id = ?", (execution_id,))
+            found = row.fetchone()
+            return dict(json.loads(found[0])) if found else None
+
+        return await self._read(job)
+
+    async def list_executions(
+        self,
+        *,
+        room: str | None = None,
+        kernel_id: str | None = None,
+        statuses: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        where, values = ["1"], []
+        for column, value in (("room", room), ("kernel_id", kernel_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                values.append(value)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            values.extend(statuses)
+        query = (
+            f"SELECT data FROM executions WHERE {' AND '.join(where)}"
+            " ORDER BY created DESC, rowid DESC LIMIT ?"
+        )
+
+        def job(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(json.loads(row[0])) for row in db.execute(query, (*values, limit))]
+
+        return await self._read(job)
+
+    async def prune_executions(self, keep: int) -> int:
+        def job(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM executions WHERE status NOT IN ('queued', 'running', 'awaiting_input')"
+                " AND id NOT IN (SELECT id FROM executions ORDER BY created DESC LIMIT ?)",
+                (keep,),
+            )
+            return cursor.rowcount
+
+        return self._write(job)
 
 
 def _load(db: sqlite3.Connection, name: str) -> StoredDocument | None:

@@ -1,0 +1,528 @@
+"""One kernel's queue of executions, run one at a time on a kernel client of our own.
+
+The runner holds its own `AsyncKernelClient` (its own session, so its own ZMQ identity: the
+replies to JupyterLab's kernel connections never reach it and the other way round) and three
+readers, one per channel, that hand each message to the run it belongs to (by parent id).
+Iopub messages are read in batches, every message that is ready at once, and a batch is
+written into the document in one transaction: a cell that floods its output costs one Y
+transaction per batch, not per message.
+
+A run ends when both its `execute_reply` and its `status: idle` have arrived. While it waits,
+the runner checks every half second that the kernel is still the same live process: a kernel
+that died (or was restarted under it) ends the run with an error, and the queue goes on once
+the kernel is back.
+
+The document's room is held open for the whole run, so the outputs land in the document and
+are saved to the file even when every client has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+
+from ..rooms.manager import RoomManager
+from ..rooms.room import Room
+from .cells import EXECUTOR, CellFinder, CellOutputs, mark_idle, set_input_request
+from .records import ExecutionRecord, Status, utc_now
+
+__all__ = ["ExecutionPolicy", "Job", "KernelRunner"]
+
+log = logging.getLogger(__name__)
+
+Persist = Callable[[ExecutionRecord], Coroutine[Any, Any, None]]
+
+_CHECK_EVERY = 0.5  # seconds between two looks at the kernel while a cell runs
+_IOPUB_BATCH = 1000  # most iopub messages written in one transaction
+_KEPT_DISPLAYS = 256  # finished runs whose display ids stay updatable
+
+
+@dataclass(frozen=True)
+class ExecutionPolicy:
+    output_limit: int = 16 * 1024 * 1024
+    """Bytes of output kept per cell; more is cut and a notice says how much (0: no limit)."""
+    record_timing: bool = True
+    """Write JupyterLab's timing metadata (`metadata.execution`) into each cell run."""
+    kernel_ready_timeout: float = 60.0
+    """Seconds to wait for a kernel to answer (at first, and after it restarted)."""
+    keep_records: int = 10_000
+    """Finished execution records kept in the store; older ones are deleted at start."""
+
+
+@dataclass
+class Job:
+    record: ExecutionRecord
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Run:
+    job: Job
+    msg_id: str
+    room: Room | None
+    finder: CellFinder | None
+    outputs: CellOutputs
+    timing: dict[str, str] = field(default_factory=dict)
+    reply: dict[str, Any] | None = None
+    idle: bool = False
+    interrupted: bool = False
+    input_parent: dict[str, Any] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def record(self) -> ExecutionRecord:
+        return self.job.record
+
+    def check_done(self) -> None:
+        if self.reply is not None and self.idle:
+            self.done.set()
+
+
+class KernelGone(Exception):
+    """The kernel died, was restarted under a run, or was shut down."""
+
+
+def _date(msg: dict[str, Any]) -> str:
+    date = msg.get("header", {}).get("date")
+    if isinstance(date, datetime):
+        return date.isoformat().replace("+00:00", "Z")
+    return str(date) if date else utc_now()
+
+
+class KernelRunner:
+    def __init__(
+        self,
+        kernel_id: str,
+        *,
+        kernels: Any,
+        rooms: RoomManager,
+        persist: Persist,
+        policy: ExecutionPolicy,
+        on_idle: Callable[[KernelRunner], None],
+    ) -> None:
+        self.kernel_id = kernel_id
+        self.kernels = kernels  # jupyter_server's MappingKernelManager
+        self.rooms = rooms
+        self.persist = persist
+        self.policy = policy
+        self.queue: deque[Job] = deque()
+        self.current: _Run | None = None
+        self._on_idle = on_idle
+        self._client: AsyncKernelClient | None = None
+        self._pid: object = None
+        self._readers: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._displays: OrderedDict[int, _Run] = OrderedDict()  # finished runs with display ids
+        self._last_run: dict[tuple[str | None, str | None], _Run] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._worker = asyncio.ensure_future(self._work())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the queue ---
+
+    def submit(self, jobs: list[Job]) -> None:
+        self.queue.extend(jobs)
+        self._wake.set()
+
+    def cancel_queued(self, job: Job) -> bool:
+        if job in self.queue:
+            self.queue.remove(job)
+            return True
+        return False
+
+    async def interrupt(self) -> None:
+        if self.current is not None:
+            self.current.interrupted = True
+        await self.kernels.interrupt_kernel(self.kernel_id)
+
+    def answer(self, job: Job, value: str) -> bool:
+        """Send an `input()` answer for the running job; False when it is not waiting."""
+        run = self.current
+        if run is None or run.job is not job or run.input_parent is None or self._client is None:
+            return False
+        client = self._client
+        message = client.session.msg("input_reply", {"value": value}, parent=run.input_parent)
+        client.stdin_channel.send(message)
+        run.input_parent = None
+        record = run.record
+        prompt = (record.input_request or {}).get("prompt", "")
+        shown = "········" if (record.input_request or {}).get("password") else value
+        record.status, record.input_request = "running", None
+        echo = {"name": "stdout", "text": f"{prompt}{shown}\n"}  # as a terminal shows it
+
+        def write(cell: Any) -> None:
+            set_input_request(cell, None)
+            run.outputs.handle(cell, "stream", echo)
+
+        self._write(run, write)
+        self._spawn(self.persist(record))
+        return True
+
+    async def _work(self) -> None:
+        while True:
+            while not self.queue:
+                self._wake.clear()
+                self._on_idle(self)
+                await self._wake.wait()
+            job = self.queue.popleft()
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("execution %s failed in the server", job.record.id)
+                await self._finish_without_run(job, "error", "the server failed to run it")
+
+    async def _run(self, job: Job) -> None:
+        record = job.record
+        try:
+            client = await self._ensure_client()
+        except KernelGone as exc:
+            await self._finish_without_run(job, "lost", str(exc))
+            self._fail_queue("lost", str(exc))
+            return
+        hold = self.rooms.hold(record.room_id) if record.room_id else _no_room()
+        async with hold as room:
+            finder = CellFinder(record.cell_id) if record.cell_id and room else None
+            code = record.code
+            if code is None:
+                assert room is not None and finder is not None
+                with room.document(EXECUTOR) as doc:
+                    cell = finder.find(doc)
+                    code = str(cell.get("source", "")) if cell is not None else None
+                if code is None:
+                    reason = f"cell {record.cell_id} was deleted before it ran"
+                    await self._finish_without_run(job, "cancelled", reason)
+                    return
+            run = _Run(job, "", room, finder, CellOutputs(self.policy.output_limit))
+            self._forget_previous(run)
+            run.msg_id = client.execute(
+                code, store_history=True, allow_stdin=True, stop_on_error=False
+            )
+            self.current = run  # stays set if this task is cancelled: `stop` records it lost
+            record.status, record.started_at = "running", utc_now()
+            await self.persist(record)
+            try:
+                await self._wait(run)
+            except KernelGone as exc:
+                self.current = None
+                await self._kernel_died(run, str(exc))
+                return
+            self.current = None
+            await self._finished(run)
+
+    async def _wait(self, run: _Run) -> None:
+        while not run.done.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(run.done.wait(), _CHECK_EVERY)
+            if not run.done.is_set():
+                await self._check_kernel()
+
+    async def _finished(self, run: _Run) -> None:
+        record, reply = run.record, run.reply or {}
+        content = reply.get("content", {})
+        status = content.get("status", "error")
+        if self.policy.record_timing:
+            started = reply.get("metadata", {}).get("started")
+            if started:
+                run.timing["shell.execute_reply.started"] = str(started)
+            run.timing["shell.execute_reply"] = _date(reply)
+        count = content.get("execution_count")
+        record.execution_count = count if isinstance(count, int) else None
+        if status == "ok":
+            record.status = "ok"
+        elif status == "error":
+            record.error = {
+                "ename": str(content.get("ename")),
+                "evalue": str(content.get("evalue")),
+            }
+            record.status = "interrupted" if run.interrupted else "error"
+            if run.interrupted:
+                record.reason = "interrupted on request"
+        else:  # "aborted": the kernel dropped it after another client's failure
+            record.status, record.reason = "cancelled", f"the kernel answered {status!r}"
+        self._write(
+            run,
+            lambda cell: mark_idle(cell, record.execution_count, run.timing),
+        )
+        await self._close(run, record.status)
+        if record.status in ("error", "interrupted", "cancelled"):
+            await self._cancel_batch(
+                record.batch_id,
+                f"an earlier cell ({record.cell_id}) of its request did not succeed",
+            )
+
+    async def _kernel_died(self, run: _Run, reason: str) -> None:
+        record = run.record
+        record.status, record.reason = "error", reason
+        record.error = {"ename": "KernelDied", "evalue": reason}
+        error = {"ename": "KernelDied", "evalue": reason, "traceback": [f"KernelDied: {reason}"]}
+
+        def write(cell: Any) -> None:
+            run.outputs.handle(cell, "error", error)
+            mark_idle(cell)
+
+        self._write(run, write)
+        await self._close(run, "error")
+        await self._cancel_batch(
+            record.batch_id, "the kernel died while an earlier cell of its request ran"
+        )
+        self._drop_client()
+
+    async def _close(self, run: _Run, status: str) -> None:
+        record = run.record
+        record.outputs = run.outputs.result()
+        record.finished_at = utc_now()
+        record.input_request = None
+        if any(run.outputs.display_ids):
+            self._displays[id(run)] = run
+            while len(self._displays) > _KEPT_DISPLAYS:
+                self._displays.popitem(last=False)
+        await self.persist(record)
+        if run.room is not None:
+            await run.room.flushed()  # outputs durable before the room may go
+        log.info("execution %s of cell %s: %s", record.id, record.cell_id, status)
+
+    async def _finish_without_run(self, job: Job, status: Status, reason: str) -> None:
+        record = job.record
+        record.status, record.reason, record.finished_at = status, reason, utc_now()
+        if record.room_id and record.cell_id:
+            await self._set_idle(record.room_id, record.cell_id)
+        await self.persist(record)
+
+    async def _set_idle(self, room_id: str, cell_id: str) -> None:
+        try:
+            async with self.rooms.hold(room_id) as room:
+                with room.document(EXECUTOR) as doc:
+                    cell = CellFinder(cell_id).find(doc)
+                    if cell is not None:
+                        mark_idle(cell)
+        except Exception as exc:
+            log.warning("cannot reset cell %s in %s: %s", cell_id, room_id, exc)
+
+    async def _cancel_batch(self, batch_id: str, reason: str) -> None:
+        for job in [job for job in self.queue if job.record.batch_id == batch_id]:
+            self.queue.remove(job)
+            await self._finish_without_run(job, "cancelled", reason)
+
+    def _fail_queue(self, status: Status, reason: str) -> None:
+        jobs, self.queue = list(self.queue), deque()
+        for job in jobs:
+            self._spawn(self._finish_without_run(job, status, reason))
+
+    # --- the document ---
+
+    def _write(self, run: _Run, change: Callable[[Any], object]) -> None:
+        """Apply `change` to the run's cell (None when it has no cell any more)."""
+        if run.room is None or run.finder is None:
+            change(None)
+            return
+        with run.room.document(EXECUTOR) as doc:
+            change(run.finder.find(doc))
+
+    def _forget_previous(self, run: _Run) -> None:
+        key = (run.record.room_id, run.record.cell_id)
+        previous = self._last_run.pop(key, None)
+        if previous is not None:
+            self._displays.pop(id(previous), None)
+        if run.record.cell_id is not None:
+            self._last_run[key] = run
+
+    # --- the channels ---
+
+    async def _ensure_client(self) -> AsyncKernelClient:
+        if self._client is not None:
+            return self._client
+        deadline = asyncio.get_running_loop().time() + self.policy.kernel_ready_timeout
+        kernel = self._kernel()
+        while not await kernel.is_alive():  # restarting after a death
+            if asyncio.get_running_loop().time() > deadline:
+                raise KernelGone(f"kernel {self.kernel_id} did not come back")
+            await asyncio.sleep(0.2)
+            kernel = self._kernel()
+        client = AsyncKernelClient()
+        client.load_connection_info(kernel.get_connection_info())
+        client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
+        try:
+            await client.wait_for_ready(timeout=self.policy.kernel_ready_timeout)
+        except RuntimeError as exc:
+            client.stop_channels()
+            raise KernelGone(f"kernel {self.kernel_id} does not answer: {exc}") from exc
+        self._client, self._pid = client, self._process_id(kernel)
+        self._readers = [
+            asyncio.ensure_future(self._read_iopub(client)),
+            asyncio.ensure_future(self._read(client.shell_channel, self._on_shell)),
+            asyncio.ensure_future(self._read(client.stdin_channel, self._on_stdin)),
+        ]
+        return client
+
+    def _kernel(self) -> Any:
+        try:
+            return self.kernels.get_kernel(self.kernel_id)
+        except KeyError:
+            raise KernelGone(f"kernel {self.kernel_id} was shut down") from None
+
+    @staticmethod
+    def _process_id(kernel: Any) -> object:
+        provisioner = getattr(kernel, "provisioner", None)
+        return getattr(provisioner, "pid", None) or id(provisioner)
+
+    async def _check_kernel(self) -> None:
+        kernel = self._kernel()
+        if not await kernel.is_alive():
+            raise KernelGone("the kernel died while this cell was running")
+        if self._process_id(kernel) != self._pid:
+            raise KernelGone("the kernel was restarted while this cell was running")
+
+    def _drop_client(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        self._readers = []
+        if self._client is not None:
+            self._client.stop_channels()
+            self._client = None
+
+    async def _read(self, channel: Any, handle: Callable[[dict[str, Any]], None]) -> None:
+        while True:
+            msg = await channel.get_msg()
+            try:
+                handle(msg)
+            except Exception:
+                log.exception(
+                    "kernel %s: cannot handle a %s message", self.kernel_id, msg.get("msg_type")
+                )
+
+    async def _read_iopub(self, client: AsyncKernelClient) -> None:
+        channel = client.iopub_channel
+        while True:
+            batch = [await channel.get_msg()]
+            with contextlib.suppress(Exception):  # queue.Empty: nothing more ready
+                while len(batch) < _IOPUB_BATCH:
+                    batch.append(await channel.get_msg(timeout=0))
+            try:
+                self._on_iopub(batch)
+            except Exception:
+                log.exception("kernel %s: cannot write outputs", self.kernel_id)
+
+    def _on_iopub(self, batch: list[dict[str, Any]]) -> None:
+        run = self.current
+        mine = [
+            m for m in batch if run is not None and m["parent_header"].get("msg_id") == run.msg_id
+        ]
+        updates = [m for m in batch if m["msg_type"] == "update_display_data" and m not in mine]
+        if run is not None and mine:
+            self._write(run, lambda cell: self._apply(run, cell, mine))
+        for msg in updates:
+            self._update_elsewhere(msg)
+
+    def _apply(self, run: _Run, cell: Any, messages: list[dict[str, Any]]) -> None:
+        for msg in messages:
+            try:
+                self._apply_one(run, cell, msg)
+            except Exception:  # one bad message must not cost the others (or the idle)
+                log.exception(
+                    "kernel %s: cannot apply a %s message", self.kernel_id, msg["msg_type"]
+                )
+
+    def _apply_one(self, run: _Run, cell: Any, msg: dict[str, Any]) -> None:
+        msg_type, content = msg["msg_type"], msg["content"]
+        timing = run.timing if self.policy.record_timing else {}
+        if msg_type == "status":
+            state = content.get("execution_state")
+            if state == "busy":
+                timing["iopub.status.busy"] = _date(msg)
+            elif state == "idle":
+                timing["iopub.status.idle"] = _date(msg)
+                run.idle = True
+                run.check_done()
+        elif msg_type == "execute_input":
+            timing["iopub.execute_input"] = _date(msg)
+        elif msg_type == "update_display_data":
+            display_id = (content.get("transient") or {}).get("display_id")
+            if isinstance(display_id, str):
+                run.outputs.update_display(cell, display_id, content)
+                self._update_elsewhere(msg)
+        else:
+            run.outputs.handle(cell, msg_type, content)
+
+    def _update_elsewhere(self, msg: dict[str, Any]) -> None:
+        """An `update_display_data` for displays shown by earlier runs, in any cell."""
+        display_id = (msg["content"].get("transient") or {}).get("display_id")
+        if not isinstance(display_id, str):
+            return
+        for run in list(self._displays.values()):
+            if display_id in run.outputs.display_ids:
+                self._spawn(self._update_display(run, display_id, msg["content"]))
+
+    async def _update_display(self, run: _Run, display_id: str, content: dict[str, Any]) -> None:
+        record = run.record
+        if record.room_id is None or run.finder is None:
+            run.outputs.update_display(None, display_id, content)
+            return
+        finder = run.finder
+        try:
+            async with self.rooms.hold(record.room_id) as room:
+                with room.document(EXECUTOR) as doc:
+                    run.outputs.update_display(finder.find(doc), display_id, content)
+        except Exception as exc:
+            log.warning("cannot update display %s: %s", display_id, exc)
+
+    def _on_shell(self, msg: dict[str, Any]) -> None:
+        run = self.current
+        mine = run is not None and msg["parent_header"].get("msg_id") == run.msg_id
+        if mine and msg["msg_type"] == "execute_reply":
+            assert run is not None
+            run.reply = msg
+            run.check_done()
+
+    def _on_stdin(self, msg: dict[str, Any]) -> None:
+        run = self.current
+        if msg["msg_type"] != "input_request":
+            return
+        if run is None or msg["parent_header"].get("msg_id") != run.msg_id:
+            return
+        content = msg["content"]
+        request = {
+            "prompt": str(content.get("prompt", "")),
+            "password": bool(content.get("password")),
+        }
+        run.input_parent = msg["header"]
+        record = run.record
+        record.status, record.input_request = "awaiting_input", request
+        shown = {**request, "execution_id": record.id}
+        self._write(run, lambda cell: set_input_request(cell, shown))
+        self._spawn(self.persist(record))
+
+    # --- life cycle ---
+
+    async def stop(self, reason: str) -> None:
+        """Stop: the running execution and the queue are recorded as lost."""
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        run, self.current = self.current, None
+        if run is not None:
+            record = run.record
+            record.status, record.reason = "lost", reason
+            self._write(run, mark_idle)
+            await self._close(run, "lost")
+        jobs, self.queue = list(self.queue), deque()
+        for job in jobs:
+            await self._finish_without_run(job, "lost", reason)
+        self._drop_client()
+
+
+@contextlib.asynccontextmanager
+async def _no_room() -> AsyncIterator[None]:
+    yield None

@@ -1,0 +1,386 @@
+"""Server-side execution: run notebook cells by id, outputs into the shared document.
+
+A request names a notebook (path or room id) and cells; the cells are checked (they exist,
+they are code, their source is the one the caller saw when a hash is given), their kernel is
+found (the notebook's session kernel, started with its session when there is none), and
+then, in one transaction, every cell is shown queued (`[*]`, outputs cleared, as JupyterLab
+does on run) and a record per cell is stored as `queued` before the request is answered.
+Each kernel runs its queue in order (`kernel.py`); what ran is the cell's source when its
+turn came.
+
+Records outlive the server: at start, records a crash left `queued` or `running` become
+`lost`, with the reason, and their cells stop showing `[*]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import posixpath
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Map
+
+from ..documents import FileIds, FileIO
+from ..documents.service import parse_room_name
+from ..errors import BadRequest, Conflict, NotFound
+from ..rooms.manager import RoomManager
+from ..store.base import Store
+from .cells import EXECUTOR, CellFinder, code_cells, mark_idle, mark_running
+from .kernel import ExecutionPolicy, Job, KernelRunner
+from .records import ACTIVE, ExecutionRecord, utc_now
+
+__all__ = ["ExecuteRequest", "Executor", "source_hash"]
+
+log = logging.getLogger(__name__)
+
+MAX_CELLS = 10_000
+
+
+def source_hash(source: str) -> str:
+    """The hash a caller sends to say which source it means to run: SHA-256 hex of UTF-8."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExecuteRequest:
+    cell_ids: Sequence[str]
+    path: str | None = None
+    room_id: str | None = None
+    kernel_id: str | None = None
+    kernel_name: str | None = None
+    source_hashes: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    room_id: str
+    path: str
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        rooms: RoomManager,
+        ids: FileIds,
+        io: FileIO,
+        store: Store,
+        kernels: Any,
+        sessions: Any,
+        policy: ExecutionPolicy,
+    ) -> None:
+        self.rooms = rooms
+        self.ids = ids
+        self.io = io
+        self.store = store
+        self.kernels = kernels  # jupyter_server's MappingKernelManager
+        self.sessions = sessions  # jupyter_server's SessionManager
+        self.policy = policy
+        self.runners: dict[str, KernelRunner] = {}
+        self.jobs: dict[str, Job] = {}
+        self._session_locks: dict[str, asyncio.Lock] = {}
+        self._recovery: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        await self.store.prune_executions(self.policy.keep_records)
+        stranded = await self.store.list_executions(statuses=sorted(ACTIVE), limit=1_000_000)
+        records = [ExecutionRecord.from_stored(data) for data in stranded]
+        for record in records:
+            record.reason = f"the server stopped while it was {record.status.replace('_', ' ')}"
+            record.status, record.finished_at = "lost", utc_now()
+            await self.store.put_execution(record.stored())
+        if records:
+            log.warning("%d executions were cut short by the server stopping", len(records))
+            self._recovery = asyncio.ensure_future(self._reset_cells(records))
+
+    async def _reset_cells(self, records: list[ExecutionRecord]) -> None:
+        """Cells that a crash left showing `[*]` go back to idle."""
+        by_room: dict[str, list[str]] = {}
+        for record in records:
+            if record.room_id and record.cell_id:
+                by_room.setdefault(record.room_id, []).append(record.cell_id)
+        for room_id, cell_ids in by_room.items():
+            try:
+                async with self.rooms.hold(room_id) as room:
+                    with room.document(EXECUTOR) as doc:
+                        for cell_id in cell_ids:
+                            cell = CellFinder(cell_id).find(doc)
+                            if cell is not None:
+                                mark_idle(cell)
+            except Exception as exc:
+                log.warning("cannot reset the cells of %s: %s", room_id, exc)
+
+    async def stop(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+        runners, self.runners = list(self.runners.values()), {}
+        await asyncio.gather(*(r.stop("the server stopped") for r in runners))
+
+    # --- requests ---
+
+    async def submit(self, request: ExecuteRequest) -> list[ExecutionRecord]:
+        cell_ids = _check_cell_ids(request.cell_ids)
+        target = await self._target(request.path, request.room_id)
+        async with self.rooms.hold(target.room_id) as room:
+            with room.document() as doc:
+                self._check_cells(code_cells(doc), cell_ids, request.source_hashes)
+                kernelspec = _kernelspec_name(doc.get("meta", type=Map))
+            kernel_id = await self._kernel_for(target, request, kernelspec)
+            batch = str(uuid.uuid4())
+            records = [
+                ExecutionRecord(
+                    id=str(uuid.uuid4()),
+                    kernel_id=kernel_id,
+                    batch_id=batch,
+                    room_id=target.room_id,
+                    path=target.path,
+                    cell_id=cell_id,
+                )
+                for cell_id in cell_ids
+            ]
+            with room.document(EXECUTOR) as doc:
+                # Checked again: the cells may have changed while a kernel started.
+                self._check_cells(code_cells(doc), cell_ids, request.source_hashes)
+                for cell_id in cell_ids:
+                    cell = CellFinder(cell_id).find(doc)
+                    assert cell is not None
+                    mark_running(cell)
+        await self._enqueue(kernel_id, records)
+        return records
+
+    async def submit_code(
+        self,
+        kernel_id: str,
+        code: str,
+        *,
+        cell_id: str | None = None,
+        room_id: str | None = None,
+        path: str | None = None,
+    ) -> ExecutionRecord:
+        """Run given code on a kernel; its outputs go into the cell when one is named and found."""
+        if kernel_id not in self.kernels:
+            raise NotFound(f"no kernel has id {kernel_id}")
+        target: _Target | None = None
+        if cell_id is not None and (room_id or path):
+            try:
+                target = await self._target(path, room_id)
+            except (BadRequest, NotFound) as exc:
+                log.info("execution on kernel %s writes into no document: %s", kernel_id, exc)
+        record = ExecutionRecord(
+            id=str(uuid.uuid4()), kernel_id=kernel_id, batch_id=str(uuid.uuid4()), code=code
+        )
+        if target is not None and cell_id is not None:
+            async with self.rooms.hold(target.room_id) as room:
+                with room.document(EXECUTOR) as doc:
+                    cell = CellFinder(cell_id).find(doc)
+                    if cell is not None:
+                        mark_running(cell)
+                        record.room_id, record.path = target.room_id, target.path
+            record.cell_id = cell_id
+        await self._enqueue(kernel_id, [record])
+        return record
+
+    async def _enqueue(self, kernel_id: str, records: list[ExecutionRecord]) -> None:
+        jobs = [Job(record) for record in records]
+        for job in jobs:
+            self.jobs[job.record.id] = job
+            await self.store.put_execution(job.record.stored())
+        self._runner(kernel_id).submit(jobs)
+
+    async def get(self, execution_id: str) -> ExecutionRecord:
+        job = self.jobs.get(execution_id)
+        if job is not None:
+            record = job.record
+            runner = self.runners.get(record.kernel_id)
+            run = runner.current if runner is not None else None
+            if run is not None and run.job is job:
+                record.outputs = run.outputs.result()
+            return record
+        data = await self.store.get_execution(execution_id)
+        if data is None:
+            raise NotFound(f"no execution has id {execution_id}")
+        return ExecutionRecord.from_stored(data)
+
+    async def find(
+        self, *, path: str | None = None, kernel_id: str | None = None, limit: int = 1000
+    ) -> list[ExecutionRecord]:
+        room = None
+        if path is not None:
+            file_id = self.ids.file_id(path)
+            if file_id is None:
+                return []
+            room = f"json:notebook:{file_id}"
+        stored = await self.store.list_executions(room=room, kernel_id=kernel_id, limit=limit)
+        records = [ExecutionRecord.from_stored(data) for data in stored]
+        return [self.jobs[r.id].record if r.id in self.jobs else r for r in records]
+
+    async def answer(self, execution_id: str, value: str) -> ExecutionRecord:
+        record = await self.get(execution_id)
+        job = self.jobs.get(execution_id)
+        runner = self.runners.get(record.kernel_id)
+        if job is None or runner is None or not runner.answer(job, value):
+            raise Conflict(f"execution {execution_id} is {record.status}, not awaiting input")
+        return record
+
+    def awaiting_input(self, kernel_id: str) -> ExecutionRecord | None:
+        runner = self.runners.get(kernel_id)
+        run = runner.current if runner is not None else None
+        if run is not None and run.record.status == "awaiting_input":
+            return run.record
+        return None
+
+    async def cancel(self, execution_id: str) -> ExecutionRecord:
+        """Cancel a queued execution, or interrupt a running one."""
+        record = await self.get(execution_id)
+        job = self.jobs.get(execution_id)
+        runner = self.runners.get(record.kernel_id)
+        if job is None or runner is None:
+            raise Conflict(f"execution {execution_id} has already ended ({record.status})")
+        if runner.cancel_queued(job):
+            record.status, record.reason = "cancelled", "cancelled on request"
+            record.finished_at = utc_now()
+            if record.room_id and record.cell_id:
+                async with self.rooms.hold(record.room_id) as room:
+                    with room.document(EXECUTOR) as doc:
+                        cell = CellFinder(record.cell_id).find(doc)
+                        if cell is not None:
+                            mark_idle(cell)
+            await self._persist(record)
+        else:
+            await runner.interrupt()
+        return record
+
+    # --- helpers ---
+
+    def _runner(self, kernel_id: str) -> KernelRunner:
+        runner = self.runners.get(kernel_id)
+        if runner is None:
+            runner = self.runners[kernel_id] = KernelRunner(
+                kernel_id,
+                kernels=self.kernels,
+                rooms=self.rooms,
+                persist=self._persist,
+                policy=self.policy,
+                on_idle=self._runner_idle,
+            )
+        return runner
+
+    def _runner_idle(self, runner: KernelRunner) -> None:
+        if runner.kernel_id not in self.kernels and self.runners.get(runner.kernel_id) is runner:
+            del self.runners[runner.kernel_id]
+            task = asyncio.ensure_future(runner.stop("the kernel was shut down"))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _persist(self, record: ExecutionRecord) -> None:
+        await self.store.put_execution(record.stored())
+        if not record.active:
+            self.jobs.pop(record.id, None)
+
+    async def _target(self, path: str | None, room_id: str | None) -> _Target:
+        if (path is None) == (room_id is None):
+            raise BadRequest('give either "path" or "room_id"')
+        if room_id is not None:
+            file_format, file_type, file_id = parse_room_name(room_id)
+            if (file_format, file_type) != ("json", "notebook"):
+                raise BadRequest(f"{room_id} is not a notebook room (json:notebook:<file id>)")
+            found = self.ids.path(file_id)
+            if found is None:
+                raise NotFound(f"no file has id {file_id}")
+            return _Target(room_id, found)
+        assert path is not None
+        if not path.endswith(".ipynb"):
+            raise BadRequest(f"{path} is not a notebook (.ipynb)")
+        if not await self.io.exists(path):
+            raise NotFound(f"no notebook at {path}")
+        file_id, _ = self.ids.index(path)
+        return _Target(f"json:notebook:{file_id}", path)
+
+    @staticmethod
+    def _check_cells(
+        cells: dict[str, tuple[str, str]], cell_ids: list[str], hashes: dict[str, str] | None
+    ) -> None:
+        for cell_id in cell_ids:
+            found = cells.get(cell_id)
+            if found is None:
+                raise NotFound(f"the notebook has no cell with id {cell_id!r}")
+            cell_type, source = found
+            if cell_type != "code":
+                raise BadRequest(f"cell {cell_id!r} is a {cell_type} cell; only code cells run")
+            expected = (hashes or {}).get(cell_id)
+            if expected is not None and expected != source_hash(source):
+                raise Conflict(f"the source of cell {cell_id!r} has changed since it was read")
+
+    async def _kernel_for(
+        self, target: _Target, request: ExecuteRequest, notebook_kernel: str | None
+    ) -> str:
+        if request.kernel_id is not None:
+            if request.kernel_id not in self.kernels:
+                raise NotFound(f"no kernel has id {request.kernel_id}")
+            return request.kernel_id
+        lock = self._session_locks.setdefault(target.path, asyncio.Lock())
+        async with lock:
+            session = await self._session_of(target.path)
+            wanted = request.kernel_name
+            if session is not None:
+                kernel = session.get("kernel") or {}
+                if wanted is None or kernel.get("name") == wanted:
+                    return str(kernel["id"])
+                raise Conflict(
+                    f"the session of {target.path} runs kernel {kernel.get('name')!r}, not"
+                    f" {wanted!r}: give its kernel id, or change the session's kernel first"
+                )
+            name = wanted or notebook_kernel or self.kernels.default_kernel_name
+            # Checked first: a failed start leaves jupyter_server logging and half-registered.
+            if name not in self.kernels.kernel_spec_manager.find_kernel_specs():
+                if wanted is None:
+                    raise NotFound(
+                        f"the notebook asks for kernel {name!r}, which this server does not"
+                        ' have: give "kernel": {"name": ...}'
+                    )
+                raise NotFound(f"no kernel spec named {name!r}")
+            model = await self.sessions.create_session(
+                path=target.path,
+                name=posixpath.basename(target.path),
+                type="notebook",
+                kernel_name=name,
+            )
+            log.info("started kernel %s for %s", model["kernel"]["id"], target.path)
+            return str(model["kernel"]["id"])
+
+    async def _session_of(self, path: str) -> dict[str, Any] | None:
+        for session in await self.sessions.list_sessions():
+            if session.get("path") == path and session.get("kernel"):
+                kernel_id = session["kernel"].get("id")
+                if kernel_id in self.kernels:
+                    return dict(session)
+        return None
+
+
+def _check_cell_ids(cell_ids: Any) -> list[str]:
+    if not isinstance(cell_ids, list | tuple) or not cell_ids:
+        raise BadRequest('"cell_ids" must be a non-empty list of cell ids')
+    if len(cell_ids) > MAX_CELLS:
+        raise BadRequest(f"at most {MAX_CELLS} cells per request")
+    if not all(isinstance(c, str) and c for c in cell_ids):
+        raise BadRequest('"cell_ids" must hold non-empty strings')
+    if len(set(cell_ids)) != len(cell_ids):
+        raise BadRequest('"cell_ids" names a cell twice')
+    return list(cell_ids)
+
+
+def _kernelspec_name(meta: Map[Any]) -> str | None:
+    """The kernel a notebook asks for (`metadata.kernelspec.name`), if it names one."""
+    metadata = json.loads(str(meta)).get("metadata")
+    kernelspec = metadata.get("kernelspec") if isinstance(metadata, dict) else None
+    name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    return name if isinstance(name, str) and name else None

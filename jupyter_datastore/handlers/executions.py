@@ -1,0 +1,103 @@
+"""`/api/datastore/executions`: run notebook cells by id on the server (our own API).
+
+Running code needs the `execute` permission on `kernels`, as a kernel connection does;
+reading records needs `read`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..errors import BadRequest
+from ..execution.records import ExecutionRecord
+from ..execution.service import ExecuteRequest
+from .base import DatastoreHandler, authorized_to
+from .session import api_path
+
+__all__ = ["ExecutionHandler", "ExecutionInputHandler", "ExecutionsHandler"]
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f'"{key}" must be a string')
+    return value
+
+
+def parse_request(body: dict[str, Any]) -> ExecuteRequest:
+    """The body of POST /api/datastore/executions, checked field by field."""
+    unknown = body.keys() - {"path", "room_id", "cell_ids", "kernel", "source_hashes"}
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
+    path = _optional_str(body, "path")
+    kernel = body.get("kernel") or {}
+    if not isinstance(kernel, dict) or kernel.keys() - {"id", "name"} or len(kernel) > 1:
+        raise BadRequest('"kernel" must be {"id": ...} or {"name": ...}')
+    hashes = body.get("source_hashes")
+    if hashes is not None and not (
+        isinstance(hashes, dict) and all(isinstance(v, str) for v in hashes.values())
+    ):
+        raise BadRequest('"source_hashes" must map cell ids to SHA-256 hex strings')
+    return ExecuteRequest(
+        cell_ids=body.get("cell_ids"),  # type: ignore[arg-type]  # checked by the executor
+        path=api_path(path) if path is not None else None,
+        room_id=_optional_str(body, "room_id"),
+        kernel_id=_optional_str(kernel, "id"),
+        kernel_name=_optional_str(kernel, "name"),
+        source_hashes=hashes,
+    )
+
+
+class _Base(DatastoreHandler):
+    auth_resource = "kernels"
+
+    def write_record(self, record: ExecutionRecord, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(record.to_json()))
+
+
+class ExecutionsHandler(_Base):
+    @web.authenticated
+    @authorized_to("execute")
+    async def post(self) -> None:
+        request = parse_request(self.get_json_object())
+        records = await self.datastore.executor.submit(request)
+        self.set_status(202)
+        self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in records]}))
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.get_query_argument("path", None)
+        kernel_id = self.get_query_argument("kernel_id", None)
+        records = await self.datastore.executor.find(
+            path=api_path(path) if path is not None else None, kernel_id=kernel_id
+        )
+        self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in records]}))
+
+
+class ExecutionHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id: str) -> None:
+        self.write_record(await self.datastore.executor.get(execution_id))
+
+    @web.authenticated
+    @authorized_to("execute")
+    async def delete(self, execution_id: str) -> None:
+        record = await self.datastore.executor.cancel(execution_id)
+        self.write_record(record, 200 if record.status == "cancelled" else 202)
+
+
+class ExecutionInputHandler(_Base):
+    @web.authenticated
+    @authorized_to("execute")
+    async def post(self, execution_id: str) -> None:
+        value = self.get_json_object().get("value")
+        if not isinstance(value, str):
+            raise BadRequest('the body must be {"value": "<the answer>"}')
+        self.write_record(await self.datastore.executor.answer(execution_id, value))
