@@ -78,6 +78,14 @@ class DatastoreApp(ExtensionApp):
         with 1013 and reconnects.""",
     )
 
+    server_side_execution = Bool(
+        False,
+        config=True,
+        help="""Make JupyterLab run notebook cells through this server (jupyter-docprovider's
+        server-side cell executor): outputs are written into the document by the server and
+        survive closed tabs. JupyterLab then shows no input() prompt box; answer prompts
+        with POST /api/datastore/executions/{id}/input.""",
+    )
     output_limit = Int(
         16 * 1024 * 1024,
         config=True,
@@ -116,7 +124,8 @@ class DatastoreApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         page_config = self.server.web_app.settings.setdefault("page_config_data", {})
         page_config.setdefault("disableRTC", False)
-        page_config.setdefault("serverSideExecution", False)  # JupyterLab still runs its own
+        # jupyter-docprovider reads this option as the string "true".
+        page_config["serverSideExecution"] = "true" if self.server_side_execution else "false"
         self.handlers.extend(handlers)
 
     def _store_url(self) -> str:

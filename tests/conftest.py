@@ -87,11 +87,18 @@ class Server:
         raise RuntimeError(f"server did not start in 60 s:\n{self.log()}")
 
     def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """A REST call with the token; the JSON answer (an HTTP error raises)."""
         request = urllib.request.Request(
-            self.url + path, headers={"Authorization": f"token {TOKEN}"}
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
         )
         context = ssl._create_unverified_context() if self.tls else None
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
             return json.loads(response.read())
 
     def log(self) -> str:

@@ -180,6 +180,12 @@ class CellOutputs:
 
     # --- the writes ---
 
+    def _seal_stream(self) -> None:
+        """The last output stops being the open stream: its mirror gets its final text."""
+        if self._stream is not None and self.outputs:
+            self.outputs[-1] = {**self.outputs[-1], "text": self._stream.text}
+        self._stream = None
+
     def _outputs_of(self, cell: Map[Any] | None) -> Array[Any] | None:
         if cell is None:
             return None
@@ -216,7 +222,7 @@ class CellOutputs:
         if not self.budget.admit(size):
             self._mark_truncated(youts)
             return
-        self._stream = None
+        self._seal_stream()
         self.outputs.append(output)
         self.display_ids.append(display_id)
         self._sizes.append(size)
@@ -230,6 +236,7 @@ class CellOutputs:
                 self.budget.drop(len(chunk.encode()))
                 self._mark_truncated(youts)
                 return
+            self._seal_stream()
             self._stream = StreamText()
             output = {"output_type": "stream", "name": name, "text": ""}
             self.outputs.append(output)
@@ -265,8 +272,8 @@ class CellOutputs:
         """Show, as the last output, how much was cut and why (kept up to date)."""
         notice = {"output_type": "stream", "name": "stderr", "text": self.budget.notice() + "\n"}
         if self._notice is None:
+            self._seal_stream()
             self._notice = len(self.outputs)
-            self._stream = None
             self.outputs.append(notice)
             self.display_ids.append(None)
             self._sizes.append(0)

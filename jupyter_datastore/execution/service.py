@@ -231,6 +231,17 @@ class Executor:
             raise Conflict(f"execution {execution_id} is {record.status}, not awaiting input")
         return record
 
+    async def collect(self, execution_id: str) -> ExecutionRecord:
+        """Hand out a finished record once (jupyter-server-nbmodel's result semantics):
+        `NotFound` if it is unknown or was collected before."""
+        record = await self.get(execution_id)
+        if record.collected:
+            raise NotFound(f"the result of {execution_id} was already collected")
+        if not record.active:
+            record.collected = True
+            await self._persist(record)
+        return record
+
     def awaiting_input(self, kernel_id: str) -> ExecutionRecord | None:
         runner = self.runners.get(kernel_id)
         run = runner.current if runner is not None else None
