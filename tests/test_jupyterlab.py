@@ -1,7 +1,8 @@
 """Stock JupyterLab (jupyter-docprovider, jupyter-collaboration-ui) in headless Chromium.
 
 Two browser contexts are two users: each opens the same notebook from our server, sees the
-other's typing, and Ctrl-S writes the notebook file.
+other's typing, and Ctrl-S writes the notebook file. With server-side execution on, a cell
+run from JupyterLab runs on our server and its outputs outlive the tab.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,89 +149,23 @@ def settle(tabs: list[Tab], quiet: float = 0.5, timeout: float = 15) -> None:
             raise AssertionError(f"the pages were still busy after {timeout}s: {busy}")
 
 
-def lab_server(make_server: Any, tmp_path: Path, root: Path) -> Any:
+def lab_server(make_server: Any, tmp_path: Path, root: Path, *args: str) -> Any:
     settings = tmp_path / "lab-settings"
     settings.mkdir()
     (settings / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
-    return make_server(
-        [
-            f"--LabApp.app_settings_dir={settings}",
-            # Only Ctrl-S writes the file.
-            "--DatastoreApp.autosave=False",
-        ],
-        root=root,
-    )
+    return make_server([f"--LabApp.app_settings_dir={settings}", *args], root=root)
 
 
-def test_two_jupyterlab_users_edit_one_notebook_and_ctrl_s_saves(make_server, tmp_path) -> None:
+@contextmanager
+def browser_tabs(server: Any) -> Iterator[tuple[Browser, list[Tab]]]:
+    """A headless Chromium; the tabs put in the list are closed at the end, and a failure
+    reports what each page and the server logged."""
     executable = chromium()
-    root = tmp_path / "root"
-    path = root / "shared.ipynb"
-    # No kernelspec in the metadata: nothing for JupyterLab to start or to ask about.
-    write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
-    server = lab_server(make_server, tmp_path, root)
-    url = f"{server.url}/lab/tree/shared.ipynb?token={server.token}"
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         tabs: list[Tab] = []
         try:
-            tabs = [Tab(browser, "one"), Tab(browser, "two")]
-            one, two = tabs
-            for tab in tabs:  # both load at once
-                tab.page.goto(url, wait_until="commit")
-            for tab in tabs:
-                expect(tab.editor).to_have_text("x = 1", timeout=LOAD_TIMEOUT)
-
-            # Both pages are peers of the notebook's room on our server.
-            notebook_rooms = {r for r in one.rooms() | two.rooms() if r.startswith("json:")}
-            assert len(notebook_rooms) == 1, (one.socket_urls, two.socket_urls)
-            room = notebook_rooms.pop()
-            assert room.startswith("json:notebook:")
-
-            def peers() -> int:
-                status = server.get("/api/datastore/status")
-                return sum(r["peers"] for r in status["rooms"] if r["name"] == room)
-
-            wait_until(lambda: peers() == 2, timeout=10, what=f"2 peers in {room}")
-            assert server.get("/api/kernels") == []  # no kernel was started
-
-            # Presence across documents: both pages in the global awareness room, each with
-            # one socket (a refused socket would reconnect many times a second).
-            def present() -> int:
-                status = server.get("/api/datastore/status")
-                return sum(r["peers"] for r in status["rooms"] if r["name"] == GLOBAL)
-
-            wait_until(lambda: present() == 2, timeout=10, what="2 peers in the presence room")
-            for tab in tabs:
-                assert sum(GLOBAL in url for url in tab.socket_urls) == 1, tab.socket_urls
-
-            one.type_at_end(" # from one")
-            expect(two.editor).to_have_text("x = 1 # from one", timeout=SYNC_TIMEOUT)
-            two.type_at_end(" and two")
-            expect(one.editor).to_have_text("x = 1 # from one and two", timeout=SYNC_TIMEOUT)
-
-            # Both pages show the notebook as modified (the server's dirty state); the file
-            # is as it was until Ctrl-S, then both pages show it as saved.
-            for tab in tabs:
-                expect(tab.dirty_tab).to_have_count(1, timeout=SYNC_TIMEOUT)
-            assert sources(read_notebook(path)) == ["x = 1"]
-            one.page.keyboard.press("Control+s")
-            wait_until(
-                lambda: sources(read_notebook(path)) == ["x = 1 # from one and two"],
-                timeout=10,
-                what="Ctrl-S to write the notebook",
-            )
-            for tab in tabs:
-                expect(tab.dirty_tab).to_have_count(0, timeout=SYNC_TIMEOUT)
-            assert [cell["id"] for cell in read_notebook(path)["cells"]] == ["c1"]
-            assert not one.errors and not two.errors, (one.errors, two.errors)
-
-            # The pages leave: the room loses its peers.
-            settle(tabs)
-            for tab in tabs:
-                tab.page.goto("about:blank")
-            wait_until(lambda: peers() == 0, timeout=10, what=f"the pages to leave {room}")
+            yield browser, tabs
         except Exception as exc:
             details = "\n".join(tab.report() for tab in tabs)
             raise AssertionError(f"{exc}\n{details}\n--- server log\n{server.log()}") from exc
@@ -237,3 +173,129 @@ def test_two_jupyterlab_users_edit_one_notebook_and_ctrl_s_saves(make_server, tm
             for tab in tabs:
                 tab.page.context.close()
             browser.close()
+
+
+def test_two_jupyterlab_users_edit_one_notebook_and_ctrl_s_saves(make_server, tmp_path) -> None:
+    root = tmp_path / "root"
+    path = root / "shared.ipynb"
+    # No kernelspec in the metadata: nothing for JupyterLab to start or to ask about.
+    write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
+    # Only Ctrl-S writes the file.
+    server = lab_server(make_server, tmp_path, root, "--DatastoreApp.autosave=False")
+    url = f"{server.url}/lab/tree/shared.ipynb?token={server.token}"
+
+    with browser_tabs(server) as (browser, tabs):
+        tabs += [Tab(browser, "one"), Tab(browser, "two")]
+        one, two = tabs
+        for tab in tabs:  # both load at once
+            tab.page.goto(url, wait_until="commit")
+        for tab in tabs:
+            expect(tab.editor).to_have_text("x = 1", timeout=LOAD_TIMEOUT)
+
+        # Both pages are peers of the notebook's room on our server.
+        notebook_rooms = {r for r in one.rooms() | two.rooms() if r.startswith("json:")}
+        assert len(notebook_rooms) == 1, (one.socket_urls, two.socket_urls)
+        room = notebook_rooms.pop()
+        assert room.startswith("json:notebook:")
+
+        def peers() -> int:
+            status = server.get("/api/datastore/status")
+            return sum(r["peers"] for r in status["rooms"] if r["name"] == room)
+
+        wait_until(lambda: peers() == 2, timeout=10, what=f"2 peers in {room}")
+        assert server.get("/api/kernels") == []  # no kernel was started
+
+        # Presence across documents: both pages in the global awareness room, each with
+        # one socket (a refused socket would reconnect many times a second).
+        def present() -> int:
+            status = server.get("/api/datastore/status")
+            return sum(r["peers"] for r in status["rooms"] if r["name"] == GLOBAL)
+
+        wait_until(lambda: present() == 2, timeout=10, what="2 peers in the presence room")
+        for tab in tabs:
+            assert sum(GLOBAL in url for url in tab.socket_urls) == 1, tab.socket_urls
+
+        one.type_at_end(" # from one")
+        expect(two.editor).to_have_text("x = 1 # from one", timeout=SYNC_TIMEOUT)
+        two.type_at_end(" and two")
+        expect(one.editor).to_have_text("x = 1 # from one and two", timeout=SYNC_TIMEOUT)
+
+        # Both pages show the notebook as modified (the server's dirty state); the file
+        # is as it was until Ctrl-S, then both pages show it as saved.
+        for tab in tabs:
+            expect(tab.dirty_tab).to_have_count(1, timeout=SYNC_TIMEOUT)
+        assert sources(read_notebook(path)) == ["x = 1"]
+        one.page.keyboard.press("Control+s")
+        wait_until(
+            lambda: sources(read_notebook(path)) == ["x = 1 # from one and two"],
+            timeout=10,
+            what="Ctrl-S to write the notebook",
+        )
+        for tab in tabs:
+            expect(tab.dirty_tab).to_have_count(0, timeout=SYNC_TIMEOUT)
+        assert [cell["id"] for cell in read_notebook(path)["cells"]] == ["c1"]
+        assert not one.errors and not two.errors, (one.errors, two.errors)
+
+        # The pages leave: the room loses its peers.
+        settle(tabs)
+        for tab in tabs:
+            tab.page.goto("about:blank")
+        wait_until(lambda: peers() == 0, timeout=10, what=f"the pages to leave {room}")
+
+
+def test_jupyterlab_runs_cells_on_the_server_and_outputs_survive_the_tab(
+    make_server, tmp_path
+) -> None:
+    """With server-side execution, JupyterLab asks our server to run the cell; the server
+    writes the outputs into the document, so closing the tab mid-run loses nothing."""
+    root = tmp_path / "root"
+    code = "import time\nprint('hello from the server', flush=True)\ntime.sleep(3)\nprint('done')"
+    write_notebook(root / "run.ipynb", notebook(code_cell(code, "c1")))
+    server = lab_server(make_server, tmp_path, root, "--DatastoreApp.server_side_execution=True")
+    # The notebook's kernel session exists before the page opens; JupyterLab joins it.
+    session = server.request(
+        "POST",
+        "/api/sessions",
+        {
+            "path": "run.ipynb",
+            "type": "notebook",
+            "name": "run.ipynb",
+            "kernel": {"name": "python3"},
+        },
+    )
+    url = f"{server.url}/lab/tree/run.ipynb?token={server.token}"
+    outputs = ".jp-Notebook .jp-Cell .jp-OutputArea-output"
+
+    with browser_tabs(server) as (browser, tabs):
+        tab = Tab(browser, "runner")
+        tabs.append(tab)
+        tab.page.goto(url, wait_until="commit")
+        expect(tab.editor).to_contain_text("hello from the server", timeout=LOAD_TIMEOUT)
+        # The page joined the notebook's kernel session.
+        expect(tab.page.locator(".jp-Toolbar-kernelName").first).to_contain_text(
+            "Python 3", timeout=LOAD_TIMEOUT
+        )
+        tab.editor.click()
+        tab.page.keyboard.press("Shift+Enter")
+        expect(tab.page.locator(outputs).first).to_contain_text(
+            "hello from the server", timeout=SYNC_TIMEOUT * 3
+        )
+        records = server.get("/api/datastore/executions?path=run.ipynb")["executions"]
+        assert len(records) == 1 and records[0]["kernel_id"] == session["kernel"]["id"]
+        # The tab goes away mid-run; the server finishes the cell on its own.
+        settle(tabs)
+        tab.page.context.close()
+        tabs.clear()
+        wait_until(
+            lambda: server.get(f"/api/datastore/executions/{records[0]['id']}")["status"] == "ok",
+            timeout=30,
+            what="the run to finish with no tab open",
+        )
+        again = Tab(browser, "again")
+        tabs.append(again)
+        again.page.goto(url, wait_until="commit")
+        expect(again.page.locator(outputs).first).to_have_text(
+            "hello from the server\ndone\n", timeout=LOAD_TIMEOUT
+        )
+        assert not again.errors, again.errors
+        settle(tabs)

@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 Persist = Callable[[ExecutionRecord], Coroutine[Any, Any, None]]
 
 _CHECK_EVERY = 0.5  # seconds between two looks at the kernel while a cell runs
-_IOPUB_BATCH = 1000  # most iopub messages written in one transaction
+# Most iopub messages written in one transaction, and the longest time spent gathering
+# them: a flooding cell must not hold the event loop (and every other room) for long.
+_IOPUB_BATCH = 200
+_IOPUB_GATHER = 0.002
 _KEPT_DISPLAYS = 256  # finished runs whose display ids stay updatable
 
 
@@ -369,10 +372,9 @@ class KernelRunner:
         return client
 
     def _kernel(self) -> Any:
-        try:
-            return self.kernels.get_kernel(self.kernel_id)
-        except KeyError:
-            raise KernelGone(f"kernel {self.kernel_id} was shut down") from None
+        if self.kernel_id not in self.kernels:
+            raise KernelGone(f"kernel {self.kernel_id} was shut down")
+        return self.kernels.get_kernel(self.kernel_id)
 
     @staticmethod
     def _process_id(kernel: Any) -> object:
@@ -406,10 +408,12 @@ class KernelRunner:
 
     async def _read_iopub(self, client: AsyncKernelClient) -> None:
         channel = client.iopub_channel
+        loop = asyncio.get_running_loop()
         while True:
             batch = [await channel.get_msg()]
+            until = loop.time() + _IOPUB_GATHER
             with contextlib.suppress(Exception):  # queue.Empty: nothing more ready
-                while len(batch) < _IOPUB_BATCH:
+                while len(batch) < _IOPUB_BATCH and loop.time() < until:
                     batch.append(await channel.get_msg(timeout=0))
             try:
                 self._on_iopub(batch)

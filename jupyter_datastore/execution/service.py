@@ -87,6 +87,7 @@ class Executor:
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        self._collected: set[str] = set()  # results being handed out right now
 
     # --- life cycle ---
 
@@ -170,11 +171,14 @@ class Executor:
         if kernel_id not in self.kernels:
             raise NotFound(f"no kernel has id {kernel_id}")
         target: _Target | None = None
-        if cell_id is not None and (room_id or path):
-            try:
-                target = await self._target(path, room_id)
-            except (BadRequest, NotFound) as exc:
-                log.info("execution on kernel %s writes into no document: %s", kernel_id, exc)
+        if cell_id is not None:
+            # The room when it is known, else the path (nbmodel's clients send both).
+            for where in ((None, room_id), (path, None)):
+                if target is None and any(where):
+                    try:
+                        target = await self._target(*where)
+                    except (BadRequest, NotFound) as exc:
+                        log.info("execution on %s: no document at %s: %s", kernel_id, where, exc)
         record = ExecutionRecord(
             id=str(uuid.uuid4()), kernel_id=kernel_id, batch_id=str(uuid.uuid4()), code=code
         )
@@ -235,11 +239,13 @@ class Executor:
         """Hand out a finished record once (jupyter-server-nbmodel's result semantics):
         `NotFound` if it is unknown or was collected before."""
         record = await self.get(execution_id)
-        if record.collected:
+        if record.collected or execution_id in self._collected:
             raise NotFound(f"the result of {execution_id} was already collected")
         if not record.active:
+            self._collected.add(execution_id)  # before any await: two GETs, one result
             record.collected = True
             await self._persist(record)
+            self._collected.discard(execution_id)
         return record
 
     def awaiting_input(self, kernel_id: str) -> ExecutionRecord | None:

@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from .executions import ExecutionHandler, ExecutionInputHandler, ExecutionsHandler
+from .nbmodel import (
+    KERNEL_ID,
+    REQUEST_ID,
+    NbModelExecuteHandler,
+    NbModelInputHandler,
+    NbModelRequestHandler,
+)
 from .openapi import OpenAPIHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
@@ -20,4 +27,8 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/executions", ExecutionsHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)", ExecutionHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)/input", ExecutionInputHandler),
+    # jupyter-server-nbmodel's contract (its clients work unchanged)
+    (rf"/api/kernels/{KERNEL_ID}/execute", NbModelExecuteHandler),
+    (rf"/api/kernels/{KERNEL_ID}/requests/{REQUEST_ID}", NbModelRequestHandler),
+    (rf"/api/kernels/{KERNEL_ID}/input", NbModelInputHandler),
 ]
