@@ -4,8 +4,10 @@
 
 Both servers run in one run on the same loads: fan-out (4 writers x 25 edits/s, 50 readers),
 a saturating fan-out, cold opens of 1,000- and 5,000-cell notebooks, and memory per open
-room. Prints a table of both figures and their ratio (ours / anchor) against the project's
-goals, and writes everything as JSON under benchmarks/results/.
+room; and server-side execution against jupyter-server-nbmodel (on jupyter-collaboration 5,
+in a venv of its own): first-output latency, server CPU of a flooding cell, and edit latency
+in another notebook meanwhile. Prints a table of both figures and their ratio (ours / anchor)
+against the project's goals, and writes everything as JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -20,15 +23,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import execution
 import fanout
 import opening
 import servers
 from servers import Server
 
 RESULTS = servers.HERE / "results"
-PARTS = ("fanout", "open", "memory")
+PARTS = ("fanout", "open", "memory", "execution")
 T = TypeVar("T")
 
 
@@ -39,10 +44,29 @@ class Plan:
     sizes: tuple[int, ...]
     repeats: int
     memory_rooms: int
+    exec_runs: int
+    """Executions timed for the first-output latency."""
+    flood_runs: int
+    edit_flood_runs: int
+    edit_baseline_seconds: float
+
+    def execution(self) -> execution.Settings:
+        return execution.Settings(
+            first_output_runs=self.exec_runs,
+            flood_runs=self.flood_runs,
+            edit_flood_runs=self.edit_flood_runs,
+            edit_baseline_seconds=self.edit_baseline_seconds,
+        )
 
 
-FULL = Plan(fanout_seconds=20, saturate_seconds=10, sizes=(1000, 5000), repeats=5, memory_rooms=10)
-QUICK = Plan(fanout_seconds=6, saturate_seconds=4, sizes=(1000, 5000), repeats=2, memory_rooms=5)
+FULL = Plan(
+    fanout_seconds=20, saturate_seconds=10, sizes=(1000, 5000), repeats=5, memory_rooms=10,
+    exec_runs=20, flood_runs=3, edit_flood_runs=10, edit_baseline_seconds=6,
+)  # fmt: skip
+QUICK = Plan(
+    fanout_seconds=6, saturate_seconds=4, sizes=(1000, 5000), repeats=2, memory_rooms=5,
+    exec_runs=8, flood_runs=2, edit_flood_runs=4, edit_baseline_seconds=3,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,16 +77,30 @@ class Row:
     goal: float | None = None
     """Largest ratio (ours / anchor) that meets the goal; None: reported only."""
     fmt: str = "{:.1f}"
+    limit: float | None = None
+    """A goal on our figure alone: it must be below this."""
 
     @property
     def ratio(self) -> float | None:
-        return self.ours / self.anchor if self.anchor else None
+        if not self.anchor or math.isnan(self.ours) or math.isnan(self.anchor):
+            return None
+        return self.ours / self.anchor
 
     @property
     def met(self) -> str:
+        if math.isnan(self.ours):
+            return "-"
+        if self.limit is not None:
+            return "met" if self.ours < self.limit else "NOT MET"
         if self.goal is None:
             return "-"
         return "met" if self.ratio is not None and self.ratio <= self.goal else "NOT MET"
+
+    @property
+    def goal_text(self) -> str:
+        if self.limit is not None:
+            return f"ours < {self.limit:g}"
+        return "-" if self.goal is None else f"<= {self.goal:.2f}"
 
 
 def log(message: str) -> None:
@@ -167,7 +205,60 @@ def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
             Row(f"memory per open room, {plan.memory_rooms} x 1000 cells (MB)",
                 o["memory"]["mb_per_room"], a["memory"]["mb_per_room"], 1 / 3, "{:.2f}")
         )  # fmt: skip
+    if "execution" in o:
+        table += execution_rows(o["execution"], a["execution"])
     return table
+
+
+def execution_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
+    """A server whose execution was not available has NaN figures (shown as n/a)."""
+
+    def pair(figure: Callable[[dict[str, Any]], float]) -> tuple[float, float]:
+        ours, anchor = (float(figure(r)) if r.get("available") else math.nan for r in (o, a))
+        return ours, anchor
+
+    def flood(key: str) -> Callable[[dict[str, Any]], float]:
+        return lambda r: execution.flood_median(r, key)
+
+    lines = execution.FLOOD_LINES
+    return [
+        Row("execution: first output, median (ms)",
+            *pair(lambda r: r["first_output"]["median_ms"]), 1 / 2, "{:.1f}"),
+        Row("execution: first output, p90 (ms)",
+            *pair(lambda r: r["first_output"]["p90_ms"]), None, "{:.1f}"),
+        Row(f"execution: flood of {lines:,} lines, server CPU (s)",
+            *pair(flood("server_cpu_s")), 0.33, "{:.2f}"),
+        Row("execution: flood, server CPU until quiet (s)",
+            *pair(flood("server_cpu_until_quiet_s")), None, "{:.2f}"),
+        Row("execution: flood, wall time to the end (s)",
+            *pair(flood("wall_s")), None, "{:.2f}"),
+        Row("execution: edits in another notebook during floods, p50 (ms)",
+            *pair(lambda r: r["edit_flood"]["p50_ms"]), None, "{:.1f}"),
+        Row("execution: edits in another notebook during floods, p99 (ms)",
+            *pair(lambda r: r["edit_flood"]["p99_ms"]), None, "{:.1f}", limit=10),
+        Row("execution: edits in another notebook without a flood, p99 (ms)",
+            *pair(lambda r: r["edit_baseline"]["p99_ms"]), None, "{:.1f}"),
+    ]  # fmt: skip
+
+
+def execution_notes(results: dict[str, dict[str, Any]]) -> list[str]:
+    notes = []
+    for name in ("ours", "anchor"):
+        r = results[name]["execution"]
+        if not r.get("available"):
+            notes.append(f"execution {name}: not available ({r.get('reason')})")
+            continue
+        floods = [*r["flood"], *r["edit_flood"]["floods"]]
+        lasts = sorted({f["reader_last_line"] for f in floods})
+        exact = sum(1 for f in floods if f["reader_text_exact"])
+        outputs = sorted({" + ".join(f["reader_outputs"]) for f in floods})
+        notes.append(
+            f"execution {name}: the reader's document ended with {lasts} after each flood, "
+            f"exactly the printed text in {exact} of {len(floods)}; outputs: {outputs}; "
+            f"{r['edit_flood']['edits']} edits during {r['edit_flood']['flood_s']:.1f} s of "
+            f"floods, {r['edit_flood']['delivered']} delivered"
+        )
+    return notes
 
 
 def fanout_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
@@ -196,10 +287,10 @@ def render(table: list[Row]) -> str:
     lines = [
         (
             r.metric,
-            r.fmt.format(r.ours),
-            r.fmt.format(r.anchor),
+            "n/a" if math.isnan(r.ours) else r.fmt.format(r.ours),
+            "n/a" if math.isnan(r.anchor) else r.fmt.format(r.anchor),
             "-" if r.ratio is None else f"{r.ratio:.3f}",
-            "-" if r.goal is None else f"<= {r.goal:.2f}",
+            r.goal_text,
             r.met,
         )
         for r in table
@@ -241,21 +332,35 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.only or PARTS)
     plan = QUICK if args.quick else FULL
-    anchor_python = servers.ensure_anchor_venv()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(exist_ok=True)
     report: dict[str, Any] = {
         "started": stamp,
         "plan": plan.__dict__,
         "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
-        "anchor_versions": servers.anchor_versions(anchor_python),
         "python": sys.version,
         "ours_git": [],  # at each start of our server: the package is editable
     }
+    anchor_python = anchor_exec_python = None
+    if parts & {"fanout", "open", "memory"}:
+        anchor_python = servers.ensure_anchor_venv()
+        report["anchor_versions"] = servers.anchor_versions(anchor_python)
     results: dict[str, dict[str, Any]] = {"ours": {}, "anchor": {}}
+    if "execution" in parts:
+        try:
+            anchor_exec_python = servers.ensure_anchor_exec_venv()
+        except RuntimeError as error:  # the anchor could not be installed: say why, go on
+            log(f"execution: the anchor is not installable: {error}")
+            reason = f"the anchor is not installable: {error}"
+            results["anchor"]["execution"] = {"available": False, "reason": reason}
+            results["ours"]["execution"] = {"available": False, "reason": "no anchor to compare"}
+        else:
+            report["anchor_exec_versions"] = servers.anchor_versions(
+                anchor_exec_python, servers.ANCHOR_EXEC_PACKAGES
+            )
     started: list[Server] = []
 
-    def start_pair() -> list[Server]:
+    def start_pair(anchor_python: Path) -> list[Server]:
         pair = [servers.ours(), servers.anchor(anchor_python)]
         for server in pair:
             started.append(server)
@@ -271,7 +376,8 @@ def main() -> None:
 
     try:
         if parts & {"fanout", "open"}:
-            pair = start_pair()
+            assert anchor_python is not None
+            pair = start_pair(anchor_python)
             if "fanout" in parts:
                 for name, part in run_fanouts(pair, plan).items():
                     results[name].update(part)
@@ -280,9 +386,15 @@ def main() -> None:
                     results[name].update(part)
             stop(pair)
         if "memory" in parts:
-            pair = start_pair()  # memory is measured on freshly started servers
+            assert anchor_python is not None
+            pair = start_pair(anchor_python)  # memory is measured on freshly started servers
             for name, part in run_memory(pair, plan).items():
                 results[name]["memory"] = part
+            stop(pair)
+        if anchor_exec_python is not None:  # the anchor with jupyter-server-nbmodel
+            pair = start_pair(anchor_exec_python)
+            for name, part in execution.run(pair, plan.execution()).items():
+                results[name]["execution"] = part
             stop(pair)
     finally:
         for server in started:
@@ -292,6 +404,9 @@ def main() -> None:
             if server.log_path.exists():
                 shutil.copy(server.log_path, RESULTS / f"{stamp}-{server.name}-{server.port}.log")
             server.cleanup()
+        leftover = execution.stop_kernels()  # kernels that outlived their server, by pid
+        if leftover:
+            log(f"stopped kernels that outlived their server: {leftover}")
 
     table = rows(results, plan)
     report["machine"]["loadavg_end"] = os.getloadavg()
@@ -312,6 +427,8 @@ def main() -> None:
                 f"{r['other_cpu_cores']:.2f}; {r['frames_to_readers']} frames to readers; "
                 f"machine quiet before: {r['quiet_before']}; closes: {r['reader_closes'] or 'none'}"
             )
+    if "execution" in parts:
+        print("\n".join(execution_notes(results)))
     if any(state != report["ours_git"][0] for state in report["ours_git"]):
         print("\nwarning: this project's server code changed during the run (see ours_git)")
     print(f"\nresults: {out}")

@@ -2,8 +2,9 @@
 
 `ours`: `jupyter-datastore serve` from this project's venv. `anchor`: `jupyter server` with
 jupyter-collaboration 5 from its own venv (benchmarks/.anchor-venv, installed on first use),
-with its defaults except where its files go. Both are read from /proc for CPU and memory and
-stopped by their pid.
+with its defaults except where its files go; for the execution benchmark, the same from
+benchmarks/.anchor-exec-venv, which adds jupyter-server-nbmodel and ipykernel. Both are read
+from /proc for CPU and memory and stopped by their pid.
 """
 
 from __future__ import annotations
@@ -25,30 +26,65 @@ from ywire import Endpoint
 HERE = Path(__file__).resolve().parent
 ANCHOR_VENV = HERE / ".anchor-venv"
 ANCHOR_REQUIREMENT = "jupyter-collaboration>=5,<6"
+ANCHOR_EXEC_VENV = HERE / ".anchor-exec-venv"
+ANCHOR_EXEC_REQUIREMENTS = ("jupyter-server-nbmodel", ANCHOR_REQUIREMENT, "ipykernel")
 TOKEN = "bench-token"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def ensure_anchor_venv() -> Path:
-    """The anchor venv's python, creating the venv and installing the anchor if needed."""
-    python = ANCHOR_VENV / "bin" / "python"
-    check = "import jupyter_server_ydoc, jupyter_collaboration"
+def ensure_venv(venv: Path, requirements: tuple[str, ...], check: str) -> Path:
+    """The python of `venv`, creating the venv and installing `requirements` unless `check`
+    (Python code) already runs there; a failed install raises with pip's own words."""
+    python = venv / "bin" / "python"
     if python.exists() and subprocess.run([python, "-c", check]).returncode == 0:
         return python
-    print(f"installing {ANCHOR_REQUIREMENT} into {ANCHOR_VENV} ...", flush=True)
-    subprocess.run(["python3", "-m", "venv", str(ANCHOR_VENV)], check=True)
+    print(f"installing {' '.join(requirements)} into {venv} ...", flush=True)
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    (venv / ".gitignore").write_text("*\n")  # the venv keeps itself out of git
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, ANCHOR_REQUIREMENT], check=True)
+    done = subprocess.run([*pip, *requirements], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"pip install {' '.join(requirements)} failed ({done.returncode}):\n"
+            f"{(done.stdout + done.stderr)[-3000:]}"
+        )
     return python
 
 
-def anchor_versions(python: Path) -> dict[str, str]:
-    code = (
-        "import json, importlib.metadata as m; print(json.dumps({n: m.version(n) for n in "
-        "('jupyter-collaboration', 'jupyter-server-ydoc', 'pycrdt-websocket', 'pycrdt', "
-        "'jupyter-ydoc', 'jupyter-server', 'tornado')}))"
+def ensure_anchor_venv() -> Path:
+    """The anchor venv's python, creating the venv and installing the anchor if needed."""
+    return ensure_venv(
+        ANCHOR_VENV, (ANCHOR_REQUIREMENT,), "import jupyter_server_ydoc, jupyter_collaboration"
     )
-    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True)
+
+
+def ensure_anchor_exec_venv() -> Path:
+    """The python of the venv for the execution anchor (jupyter-server-nbmodel on top of
+    jupyter-collaboration 5, with a kernel), created and installed if needed."""
+    return ensure_venv(
+        ANCHOR_EXEC_VENV,
+        ANCHOR_EXEC_REQUIREMENTS,
+        "import jupyter_server_nbmodel, jupyter_server_ydoc, ipykernel",
+    )
+
+
+ANCHOR_PACKAGES = (
+    "jupyter-collaboration", "jupyter-server-ydoc", "pycrdt-websocket", "pycrdt",
+    "jupyter-ydoc", "jupyter-server", "tornado",
+)  # fmt: skip
+ANCHOR_EXEC_PACKAGES = (
+    "jupyter-server-nbmodel", *ANCHOR_PACKAGES, "jupyter-client", "ipykernel",
+)  # fmt: skip
+
+
+def anchor_versions(python: Path, packages: tuple[str, ...] = ANCHOR_PACKAGES) -> dict[str, str]:
+    code = (
+        "import json, sys, importlib.metadata as m; "
+        "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
+    )
+    out = subprocess.run(
+        [python, "-c", code, *packages], check=True, capture_output=True, text=True
+    )
     return dict(json.loads(out.stdout))
 
 

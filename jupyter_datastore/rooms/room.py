@@ -69,10 +69,13 @@ SaveHandler = Callable[[], Awaitable[str]]
 @dataclass(frozen=True)
 class RoomSettings:
     broadcast_interval: float = 1 / 60
-    """Least seconds between two broadcasts of a room. A change in a quiet room goes out at
-    once; in a busy room (several typists, a cell streaming output) the changes of each
-    interval go out merged, one message per peer, so the work per change and the messages a
-    client must apply stay bounded, at the cost of up to this much latency."""
+    """Least seconds between two broadcasts of a busy room. A change in a quiet room goes
+    out at once; in a busy room (several typists, a cell streaming output) the changes of
+    each interval go out merged, one message per peer, so the work per change and the
+    messages a client must apply stay bounded, at the cost of up to this much latency."""
+    broadcast_burst: int = 4
+    """Broadcasts a quiet room may send back to back before the interval applies: a cell
+    run shows `[*]`, its first output and its end at once, not one interval apart."""
     linger: float = 30.0
     """Seconds a live Y document is kept after the server last used it: while a document is
     being edited and saved, it stays live rather than being rebuilt at every save."""
@@ -134,6 +137,7 @@ class Room:
         self._replies: deque[tuple[int, Peer | None, Outgoing | asyncio.Future[None]]] = deque()
         self._origin: object = SERVER
         self._last_flush = 0.0
+        self._tokens = float(settings.broadcast_burst)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
@@ -340,6 +344,19 @@ class Room:
         self._open_origins.add(origin)
         self._wake.set()
 
+    def _take_token(self, now: float) -> float:
+        """Token bucket over broadcasts: refilled one per interval, up to the burst. Takes a
+        token and returns 0, or returns how long to wait for one."""
+        interval, burst = self.settings.broadcast_interval, self.settings.broadcast_burst
+        if interval <= 0:
+            return 0.0
+        self._tokens = min(float(burst), self._tokens + (now - self._last_flush) / interval)
+        self._last_flush = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) * interval
+
     def cut(self) -> int:
         """Close the open batch here, so a stored row ends exactly at the returned seq."""
         if self._open:
@@ -360,10 +377,10 @@ class Room:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            pause = self._last_flush + self.settings.broadcast_interval - loop.time()
+            pause = self._take_token(loop.time())
             if pause > 0:
                 await asyncio.sleep(pause)
-            self._last_flush = loop.time()
+                self._take_token(loop.time())
             self._wake.clear()
             self.cut()
             while self._sealed:

@@ -260,7 +260,7 @@ async def test_the_live_document_exists_only_while_used() -> None:
 
 
 async def test_a_busy_room_broadcasts_at_most_once_per_interval() -> None:
-    room = Room("r", settings=RoomSettings(broadcast_interval=0.2))
+    room = Room("r", settings=RoomSettings(broadcast_interval=0.2, broadcast_burst=1))
     writer, reader = RecordingPeer(), RecordingPeer()
     room.join(writer)
     room.join(reader)
@@ -274,4 +274,23 @@ async def test_a_busy_room_broadcasts_at_most_once_per_interval() -> None:
     await settle(room)
     assert len(reader.of("update")) == 2  # ...go out as one message
     assert asyncio.get_running_loop().time() - started >= 0.15
+    await room.close()
+
+
+async def test_a_quiet_room_sends_a_short_burst_at_once() -> None:
+    """A cell run: `[*]`, its output and its end, back to back, each sent as it happens."""
+    room = Room("r", settings=RoomSettings(broadcast_interval=0.3, broadcast_burst=3))
+    writer, reader = RecordingPeer(), RecordingPeer()
+    room.join(writer)
+    room.join(reader)
+    started = asyncio.get_running_loop().time()
+    for i in range(3):
+        room.receive(writer, SyncUpdate(edit(f"<{i}>")))
+        await settle(room)
+        assert len(reader.of("update")) == i + 1
+    assert asyncio.get_running_loop().time() - started < 0.2
+    room.receive(writer, SyncUpdate(edit("held")))  # the burst is spent: this one waits
+    await settle(room)
+    assert len(reader.of("update")) == 4
+    assert asyncio.get_running_loop().time() - started >= 0.2
     await room.close()
