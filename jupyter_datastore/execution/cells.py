@@ -13,15 +13,15 @@ changes the outputs meanwhile (a user clears them), the mirror is rebuilt from t
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
-from nbformat.v4 import output_from_msg
 from pycrdt import Array, Doc, Map, Text
 
 from ..documents.notebook import new_output
 from .outputs import OutputBudget, StreamText, output_size
 
-__all__ = ["EXECUTOR", "CellFinder", "CellOutputs", "code_cells", "mark_idle", "mark_running"]
+__all__ = ["EXECUTOR", "CellFinder", "CellOutputs", "find_cells", "mark_idle", "mark_running"]
 
 EXECUTOR = "executor"
 """The origin of the changes executions make in documents."""
@@ -29,23 +29,23 @@ EXECUTOR = "executor"
 _OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
 
 
-def code_cells(doc: Doc[Any]) -> dict[str, tuple[str, str]]:
-    """Every cell's id -> (cell type, source)."""
-    cells: dict[str, tuple[str, str]] = {}
-    for cell in doc.get("cells", type=Array):
+def find_cells(doc: Doc[Any], cell_ids: Collection[str]) -> dict[str, tuple[int, Map[Any]]]:
+    """The cells with these ids and their positions, in one pass over the notebook."""
+    wanted, found = set(cell_ids), {}
+    for index, cell in enumerate(doc.get("cells", type=Array)):
         if isinstance(cell, Map):
             cell_id = cell.get("id")
-            if isinstance(cell_id, str):
-                cells[cell_id] = (str(cell.get("cell_type", "code")), str(cell.get("source", "")))
-    return cells
+            if cell_id in wanted:
+                found[cell_id] = (index, cell)
+    return found
 
 
 class CellFinder:
     """Finds a cell by id, remembering where it was last time (cells rarely move)."""
 
-    def __init__(self, cell_id: str) -> None:
+    def __init__(self, cell_id: str, hint: int = 0) -> None:
         self.cell_id = cell_id
-        self._index = 0
+        self._index = hint
 
     def find(self, doc: Doc[Any]) -> Map[Any] | None:
         cells = doc.get("cells", type=Array)
@@ -108,8 +108,24 @@ def set_input_request(cell: Map[Any] | None, request: dict[str, Any] | None) -> 
         cell["input_request"] = request
 
 
-def _output_from_msg(msg: dict[str, Any]) -> dict[str, Any]:
-    return dict(output_from_msg(msg))  # type: ignore[no-untyped-call]
+def output_of(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The nbformat 4 output of an iopub message (as `nbformat.v4.output_from_msg` makes
+    it, without its NotebookNode overhead, which shows when a cell prints a lot)."""
+    if msg_type == "error":
+        return {
+            "output_type": "error",
+            "ename": str(content.get("ename", "")),
+            "evalue": str(content.get("evalue", "")),
+            "traceback": [str(line) for line in content.get("traceback", [])],
+        }
+    output: dict[str, Any] = {
+        "output_type": msg_type,
+        "data": dict(content.get("data", {})),
+        "metadata": dict(content.get("metadata", {})),
+    }
+    if msg_type == "execute_result":
+        output["execution_count"] = content.get("execution_count")
+    return output
 
 
 class CellOutputs:
@@ -149,7 +165,7 @@ class CellOutputs:
         if msg_type == "stream":
             self._stream_text(youts, str(content.get("name", "stdout")), str(content["text"]))
             return
-        output = _output_from_msg({"header": {"msg_type": msg_type}, "content": content})
+        output = output_of(msg_type, content)
         display_id = (content.get("transient") or {}).get("display_id")
         self._append(youts, output, display_id if isinstance(display_id, str) else None)
 

@@ -63,7 +63,8 @@ class ExecutionPolicy:
 @dataclass
 class Job:
     record: ExecutionRecord
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    hint: int = 0
+    """Where the cell was in the notebook when it was queued: where to look first."""
 
 
 @dataclass
@@ -198,7 +199,7 @@ class KernelRunner:
             return
         hold = self.rooms.hold(record.room_id) if record.room_id else _no_room()
         async with hold as room:
-            finder = CellFinder(record.cell_id) if record.cell_id and room else None
+            finder = CellFinder(record.cell_id, job.hint) if record.cell_id and room else None
             code = record.code
             if code is None:
                 assert room is not None and finder is not None
@@ -294,8 +295,6 @@ class KernelRunner:
             while len(self._displays) > _KEPT_DISPLAYS:
                 self._displays.popitem(last=False)
         await self.persist(record)
-        if run.room is not None:
-            await run.room.flushed()  # outputs durable before the room may go
         log.info("execution %s of cell %s: %s", record.id, record.cell_id, status)
 
     async def _finish_without_run(self, job: Job, status: Status, reason: str) -> None:

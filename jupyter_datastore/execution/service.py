@@ -31,7 +31,7 @@ from ..documents.service import parse_room_name
 from ..errors import BadRequest, Conflict, NotFound
 from ..rooms.manager import RoomManager
 from ..store.base import Store
-from .cells import EXECUTOR, CellFinder, code_cells, mark_idle, mark_running
+from .cells import EXECUTOR, CellFinder, find_cells, mark_idle, mark_running
 from .kernel import ExecutionPolicy, Job, KernelRunner
 from .records import ACTIVE, ExecutionRecord, utc_now
 
@@ -133,30 +133,29 @@ class Executor:
         target = await self._target(request.path, request.room_id)
         async with self.rooms.hold(target.room_id) as room:
             with room.document() as doc:
-                self._check_cells(code_cells(doc), cell_ids, request.source_hashes)
+                self._check_cells(find_cells(doc, cell_ids), cell_ids, request.source_hashes)
                 kernelspec = _kernelspec_name(doc.get("meta", type=Map))
             kernel_id = await self._kernel_for(target, request, kernelspec)
             batch = str(uuid.uuid4())
-            records = [
-                ExecutionRecord(
-                    id=str(uuid.uuid4()),
-                    kernel_id=kernel_id,
-                    batch_id=batch,
-                    room_id=target.room_id,
-                    path=target.path,
-                    cell_id=cell_id,
-                )
-                for cell_id in cell_ids
-            ]
+            jobs = []
             with room.document(EXECUTOR) as doc:
                 # Checked again: the cells may have changed while a kernel started.
-                self._check_cells(code_cells(doc), cell_ids, request.source_hashes)
+                cells = find_cells(doc, cell_ids)
+                self._check_cells(cells, cell_ids, request.source_hashes)
                 for cell_id in cell_ids:
-                    cell = CellFinder(cell_id).find(doc)
-                    assert cell is not None
+                    index, cell = cells[cell_id]
                     mark_running(cell)
-        await self._enqueue(kernel_id, records)
-        return records
+                    record = ExecutionRecord(
+                        id=str(uuid.uuid4()),
+                        kernel_id=kernel_id,
+                        batch_id=batch,
+                        room_id=target.room_id,
+                        path=target.path,
+                        cell_id=cell_id,
+                    )
+                    jobs.append(Job(record, hint=index))
+        await self._enqueue(kernel_id, jobs)
+        return [job.record for job in jobs]
 
     async def submit_code(
         self,
@@ -190,11 +189,10 @@ class Executor:
                         mark_running(cell)
                         record.room_id, record.path = target.room_id, target.path
             record.cell_id = cell_id
-        await self._enqueue(kernel_id, [record])
+        await self._enqueue(kernel_id, [Job(record)])
         return record
 
-    async def _enqueue(self, kernel_id: str, records: list[ExecutionRecord]) -> None:
-        jobs = [Job(record) for record in records]
+    async def _enqueue(self, kernel_id: str, jobs: list[Job]) -> None:
         for job in jobs:
             self.jobs[job.record.id] = job
             await self.store.put_execution(job.record.stored())
@@ -317,6 +315,9 @@ class Executor:
         assert path is not None
         if not path.endswith(".ipynb"):
             raise BadRequest(f"{path} is not a notebook (.ipynb)")
+        known = self.ids.file_id(path)
+        if known is not None and f"json:notebook:{known}" in self.rooms.rooms:
+            return _Target(f"json:notebook:{known}", path)  # open: no need to look on disk
         if not await self.io.exists(path):
             raise NotFound(f"no notebook at {path}")
         file_id, _ = self.ids.index(path)
@@ -324,17 +325,18 @@ class Executor:
 
     @staticmethod
     def _check_cells(
-        cells: dict[str, tuple[str, str]], cell_ids: list[str], hashes: dict[str, str] | None
+        cells: dict[str, tuple[int, Map[Any]]], cell_ids: list[str], hashes: dict[str, str] | None
     ) -> None:
         for cell_id in cell_ids:
             found = cells.get(cell_id)
             if found is None:
                 raise NotFound(f"the notebook has no cell with id {cell_id!r}")
-            cell_type, source = found
+            cell = found[1]
+            cell_type = str(cell.get("cell_type", "code"))
             if cell_type != "code":
                 raise BadRequest(f"cell {cell_id!r} is a {cell_type} cell; only code cells run")
             expected = (hashes or {}).get(cell_id)
-            if expected is not None and expected != source_hash(source):
+            if expected is not None and expected != source_hash(str(cell.get("source", ""))):
                 raise Conflict(f"the source of cell {cell_id!r} has changed since it was read")
 
     async def _kernel_for(

@@ -151,3 +151,18 @@ def test_finder_follows_a_moved_cell() -> None:
     apply(doc, {**read(doc), "cells": [moved, *read(doc)["cells"]]})
     found = finder.find(doc)
     assert found is not None and found.get("id") == "c2"
+
+
+def test_outputs_are_the_ones_nbformat_makes() -> None:
+    from nbformat.v4 import output_from_msg
+
+    from jupyter_datastore.execution.cells import output_of
+
+    messages = {
+        "execute_result": {"data": {"text/plain": "2"}, "metadata": {}, "execution_count": 3},
+        "display_data": {"data": {"image/png": "iVBOR"}, "metadata": {"image/png": {"width": 2}}},
+        "error": {"ename": "E", "evalue": "v", "traceback": ["line 1", "line 2"]},
+    }
+    for msg_type, content in messages.items():
+        expected = output_from_msg({"header": {"msg_type": msg_type}, "content": content})
+        assert output_of(msg_type, content) == expected
