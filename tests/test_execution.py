@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -352,3 +354,30 @@ async def test_server_crash_mid_run_leaves_a_lost_record_and_an_idle_cell(
             await client.close()
     finally:
         await api.close()
+
+
+async def test_kernel_by_name_starts_the_session_and_a_mismatch_is_refused(server, api) -> None:
+    """A second kernel spec ("alt", the same Python) in the server's Jupyter data dir."""
+    spec = server.home / "data" / "kernels" / "alt"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Alt", "language": "python"})
+    )
+    write_notebook(server.root / "named.ipynb", notebook(code_cell("print('alt')", "c")))
+    (record,) = await api.run("named.ipynb", "c", kernel={"name": "alt"})
+    assert (await api.wait(record["id"]))["status"] == "ok"
+    sessions = (await api.http.get("/api/sessions")).json()
+    (session,) = [s for s in sessions if s["path"] == "named.ipynb"]
+    assert session["kernel"]["name"] == "alt"
+    assert session["kernel"]["id"] == record["kernel_id"]
+    # The session runs "alt": asking for python3 is refused rather than switching kernels.
+    response = await api.post(
+        {"path": "named.ipynb", "cell_ids": ["c"], "kernel": {"name": "python3"}}
+    )
+    assert response.status_code == 409
+    assert "alt" in response.json()["detail"]
+    huge = await api.http.post(
+        f"/api/datastore/executions/{record['id']}/input", json={"value": "x" * (2 << 20)}
+    )
+    assert huge.status_code == 400

@@ -40,6 +40,7 @@ __all__ = ["ExecuteRequest", "Executor", "source_hash"]
 log = logging.getLogger(__name__)
 
 MAX_CELLS = 10_000
+MAX_INPUT = 1 << 20  # characters of an answer to input()
 
 
 def source_hash(source: str) -> str:
@@ -226,6 +227,8 @@ class Executor:
         return [self.jobs[r.id].record if r.id in self.jobs else r for r in records]
 
     async def answer(self, execution_id: str, value: str) -> ExecutionRecord:
+        if len(value) > MAX_INPUT:
+            raise BadRequest(f"an answer to input() is at most {MAX_INPUT} characters")
         record = await self.get(execution_id)
         job = self.jobs.get(execution_id)
         runner = self.runners.get(record.kernel_id)
