@@ -147,6 +147,14 @@ class CellOutputs:
             outputs[-1] = {**outputs[-1], "text": self._stream.text}
         return outputs
 
+    def keep_displays_only(self) -> None:
+        """After the run: keep what a later display update needs, drop the rest's content."""
+        self._seal_stream()
+        self.outputs = [
+            output if shown else {"output_type": output.get("output_type")}
+            for output, shown in zip(self.outputs, self.display_ids, strict=True)
+        ]
+
     # --- messages ---
 
     def handle(self, cell: Map[Any] | None, msg_type: str, content: dict[str, Any]) -> None:

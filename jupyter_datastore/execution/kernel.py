@@ -45,7 +45,7 @@ _CHECK_EVERY = 0.5  # seconds between two looks at the kernel while a cell runs
 # them: a flooding cell must not hold the event loop (and every other room) for long.
 _IOPUB_BATCH = 200
 _IOPUB_GATHER = 0.002
-_KEPT_DISPLAYS = 256  # finished runs whose display ids stay updatable
+_KEPT_DISPLAYS = 256  # finished runs whose displays stay updatable
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,15 @@ class _Run:
             self.done.set()
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """Where a finished run showed displays that may still be updated."""
+
+    room_id: str
+    finder: CellFinder
+    outputs: CellOutputs
+
+
 class KernelGone(Exception):
     """The kernel died, was restarted under a run, or was shut down."""
 
@@ -124,8 +133,10 @@ class KernelRunner:
         self._pid: object = None
         self._readers: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        self._displays: OrderedDict[int, _Run] = OrderedDict()  # finished runs with display ids
-        self._last_run: dict[tuple[str | None, str | None], _Run] = {}
+        # Displays that finished runs showed, by record id, so that a later
+        # `update_display_data` finds them; the last run of each cell, by record id.
+        self._displays: OrderedDict[str, _Shown] = OrderedDict()
+        self._last_run: dict[tuple[str | None, str | None], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker = asyncio.ensure_future(self._work())
 
@@ -290,8 +301,9 @@ class KernelRunner:
         record.outputs = run.outputs.result()
         record.finished_at = utc_now()
         record.input_request = None
-        if any(run.outputs.display_ids):
-            self._displays[id(run)] = run
+        if any(run.outputs.display_ids) and run.finder is not None and record.room_id:
+            run.outputs.keep_displays_only()
+            self._displays[record.id] = _Shown(record.room_id, run.finder, run.outputs)
             while len(self._displays) > _KEPT_DISPLAYS:
                 self._displays.popitem(last=False)
         await self.persist(record)
@@ -335,12 +347,13 @@ class KernelRunner:
             change(run.finder.find(doc))
 
     def _forget_previous(self, run: _Run) -> None:
+        """A cell runs again: the displays of its previous run are gone with its outputs."""
         key = (run.record.room_id, run.record.cell_id)
         previous = self._last_run.pop(key, None)
         if previous is not None:
-            self._displays.pop(id(previous), None)
+            self._displays.pop(previous, None)
         if run.record.cell_id is not None:
-            self._last_run[key] = run
+            self._last_run[key] = run.record.id
 
     # --- the channels ---
 
@@ -465,20 +478,17 @@ class KernelRunner:
         display_id = (msg["content"].get("transient") or {}).get("display_id")
         if not isinstance(display_id, str):
             return
-        for run in list(self._displays.values()):
-            if display_id in run.outputs.display_ids:
-                self._spawn(self._update_display(run, display_id, msg["content"]))
+        for shown in list(self._displays.values()):
+            if display_id in shown.outputs.display_ids:
+                self._spawn(self._update_display(shown, display_id, msg["content"]))
 
-    async def _update_display(self, run: _Run, display_id: str, content: dict[str, Any]) -> None:
-        record = run.record
-        if record.room_id is None or run.finder is None:
-            run.outputs.update_display(None, display_id, content)
-            return
-        finder = run.finder
+    async def _update_display(
+        self, shown: _Shown, display_id: str, content: dict[str, Any]
+    ) -> None:
         try:
-            async with self.rooms.hold(record.room_id) as room:
+            async with self.rooms.hold(shown.room_id) as room:
                 with room.document(EXECUTOR) as doc:
-                    run.outputs.update_display(finder.find(doc), display_id, content)
+                    shown.outputs.update_display(shown.finder.find(doc), display_id, content)
         except Exception as exc:
             log.warning("cannot update display %s: %s", display_id, exc)
 
