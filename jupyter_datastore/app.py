@@ -106,6 +106,10 @@ class DatastoreApp(ExtensionApp):
         10_000, config=True, help="Finished execution records kept (older ones go at start)."
     )
 
+    events_kept = Int(
+        100_000, config=True, help="Events kept in the event log for replay (older go at start)."
+    )
+
     datastore: Datastore | None = None
 
     @default("default_url")
@@ -148,6 +152,7 @@ class DatastoreApp(ExtensionApp):
                 kernel_ready_timeout=self.kernel_ready_timeout,
                 keep_records=self.execution_records,
             ),
+            events_kept=self.events_kept,
         )
         self.datastore = Datastore(
             open_store(self._store_url()), self.server.contents_manager, settings
@@ -164,7 +169,10 @@ class DatastoreApp(ExtensionApp):
                     "enabled (jupyter server extension enable jupyter_server_fileid)"
                 )
             await self.datastore.start(
-                file_id_manager, serverapp.kernel_manager, serverapp.session_manager
+                file_id_manager,
+                serverapp.kernel_manager,
+                serverapp.session_manager,
+                serverapp.event_logger,
             )
         except Exception as exc:
             self.log.critical("jupyter-datastore could not start: %s", exc)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .errors import DatastoreError
+from .events.bus import EventBus
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
 from .rooms import RoomManager, RoomSettings
@@ -40,6 +41,8 @@ class Settings:
     room: RoomSettings = field(default_factory=RoomSettings)
     limits: TransportLimits = field(default_factory=TransportLimits)
     execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    events_kept: int = 100_000
+    """Events kept in the event log for replay; older ones are deleted at start."""
 
 
 class Datastore:
@@ -49,6 +52,7 @@ class Datastore:
     documents: Documents
     rooms: RoomManager
     executor: Executor
+    events: EventBus
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -58,9 +62,13 @@ class Datastore:
         self._started = asyncio.Event()
         self._failure: BaseException | None = None
 
-    async def start(self, file_id_manager: Any, kernels: Any, sessions: Any) -> None:
+    async def start(
+        self, file_id_manager: Any, kernels: Any, sessions: Any, event_logger: Any
+    ) -> None:
         try:
             await self.store.start()
+            self.events = EventBus(event_logger, self.store, keep=self.settings.events_kept)
+            await self.events.start()
             self.ids = FileIds(file_id_manager)
             s = self.settings
             self.documents = Documents(
@@ -94,5 +102,6 @@ class Datastore:
         if self._started.is_set() and self._failure is None:
             await self.executor.stop()
             await self.rooms.stop()
+            await self.events.stop()
             await self.documents.stop()
             await self.store.close()

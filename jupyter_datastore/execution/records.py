@@ -38,6 +38,8 @@ class ExecutionRecord:
     room_id: str | None = None
     path: str | None = None
     cell_id: str | None = None
+    user: str | None = None
+    """Who asked for it (jupyter_server's user name)."""
     code: str | None = None
     """The code to run instead of the cell's source (the jupyter-server-nbmodel API)."""
     status: Status = "queued"
@@ -68,6 +70,7 @@ class ExecutionRecord:
             "room_id": self.room_id,
             "path": self.path,
             "cell_id": self.cell_id,
+            "user": self.user,
             "status": self.status,
             "created_at": self.created_at,
             "started_at": self.started_at,

@@ -56,6 +56,7 @@ class ExecuteRequest:
     kernel_id: str | None = None
     kernel_name: str | None = None
     source_hashes: dict[str, str] | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class Executor:
                         room_id=target.room_id,
                         path=target.path,
                         cell_id=cell_id,
+                        user=request.user,
                     )
                     jobs.append(Job(record, hint=index))
         await self._enqueue(kernel_id, jobs)
@@ -166,6 +168,7 @@ class Executor:
         cell_id: str | None = None,
         room_id: str | None = None,
         path: str | None = None,
+        user: str | None = None,
     ) -> ExecutionRecord:
         """Run given code on a kernel; its outputs go into the cell when one is named and found."""
         if kernel_id not in self.kernels:
@@ -180,7 +183,11 @@ class Executor:
                     except (BadRequest, NotFound) as exc:
                         log.info("execution on %s: no document at %s: %s", kernel_id, where, exc)
         record = ExecutionRecord(
-            id=str(uuid.uuid4()), kernel_id=kernel_id, batch_id=str(uuid.uuid4()), code=code
+            id=str(uuid.uuid4()),
+            kernel_id=kernel_id,
+            batch_id=str(uuid.uuid4()),
+            code=code,
+            user=user,
         )
         if target is not None and cell_id is not None:
             async with self.rooms.hold(target.room_id) as room:

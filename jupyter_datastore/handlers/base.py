@@ -53,6 +53,13 @@ class DatastoreHandler(APIHandler):
     def datastore(self) -> Datastore:
         return cast(Datastore, self.settings["datastore"])
 
+    @property
+    def user_name(self) -> str | None:
+        """The authenticated user's name (jupyter_server's identity)."""
+        user = self.current_user
+        name = getattr(user, "username", None)
+        return name if isinstance(name, str) else None
+
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         await self.datastore.ready()

@@ -28,7 +28,7 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_request(body: dict[str, Any]) -> ExecuteRequest:
+def parse_request(body: dict[str, Any], user: str | None = None) -> ExecuteRequest:
     """The body of POST /api/datastore/executions, checked field by field."""
     unknown = body.keys() - {"path", "room_id", "cell_ids", "kernel", "source_hashes"}
     if unknown:
@@ -49,6 +49,7 @@ def parse_request(body: dict[str, Any]) -> ExecuteRequest:
         kernel_id=_optional_str(kernel, "id"),
         kernel_name=_optional_str(kernel, "name"),
         source_hashes=hashes,
+        user=user,
     )
 
 
@@ -64,7 +65,7 @@ class ExecutionsHandler(_Base):
     @web.authenticated
     @authorized_to("execute")
     async def post(self) -> None:
-        request = parse_request(self.get_json_object())
+        request = parse_request(self.get_json_object(), user=self.user_name)
         records = await self.datastore.executor.submit(request)
         self.set_status(202)
         self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in records]}))

@@ -144,7 +144,9 @@ class NbModelExecuteHandler(_Base):
         path = metadata.get("document_path")
         if code is None:  # JupyterLab's server-side executor: run the cell as it is
             self.check_kernel(kernel_id)
-            request = ExecuteRequest([str(cell_id)], room_id=room_id, kernel_id=kernel_id)
+            request = ExecuteRequest(
+                [str(cell_id)], room_id=room_id, kernel_id=kernel_id, user=self.user_name
+            )
             (record,) = await self.executor.submit(request)
         else:
             record = await self.executor.submit_code(
@@ -153,6 +155,7 @@ class NbModelExecuteHandler(_Base):
                 cell_id=cell_id,
                 room_id=room_id,
                 path=api_path(path) if path is not None else None,
+                user=self.user_name,
             )
         location = request_url(kernel_id, record.id)
         self.set_header("Location", location)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pycrdt import merge_updates
 
-__all__ = ["Store", "StoredDocument"]
+__all__ = ["Store", "StoredDocument", "StoredEvent"]
 
 
 def merge(updates: list[bytes]) -> bytes:
@@ -57,6 +57,17 @@ class StoredDocument:
         if self.base is not None:
             return self.base
         return self.state_at(self.saved_seq) if self.saved_seq else None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event of the durable event log; ids grow with every event."""
+
+    id: int
+    schema_id: str
+    version: str
+    timestamp: str
+    data: dict[str, Any]
 
 
 class Store(ABC):
@@ -118,3 +129,57 @@ class Store(ABC):
     @abstractmethod
     async def prune_executions(self, keep: int) -> int:
         """Delete all but the newest `keep` finished records; returns how many went."""
+
+    # --- the event log (see `events/`) ---
+
+    @abstractmethod
+    async def append_event(
+        self, schema_id: str, version: str, timestamp: str, data: dict[str, Any]
+    ) -> StoredEvent:
+        """Durably append an event; returns it with its id once committed."""
+
+    @abstractmethod
+    async def read_events(
+        self, since: int, *, schema_ids: Sequence[str] = (), limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Events with an id above `since`, oldest first."""
+
+    @abstractmethod
+    async def last_event_id(self) -> int: ...
+
+    @abstractmethod
+    async def prune_events(self, keep: int) -> int:
+        """Delete all but the newest `keep` events; returns how many went."""
+
+    @abstractmethod
+    async def put_event_schema(self, schema: dict[str, Any]) -> None:
+        """Keep a schema registered over REST, so that it is registered again at start."""
+
+    @abstractmethod
+    async def event_schemas(self) -> list[dict[str, Any]]: ...
+
+    # --- notifications (see `notifications/`): JSON objects with "id" and "recipient" ---
+
+    @abstractmethod
+    async def put_notifications(self, notifications: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace, in one commit."""
+
+    @abstractmethod
+    async def list_notifications(
+        self,
+        recipient: str,
+        *,
+        unread: bool | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """A recipient's notifications, newest first; `since`/`until` bound `created_at`."""
+
+    @abstractmethod
+    async def get_notification(self, recipient: str, notification_id: str) -> dict[str, Any] | None:
+        """One notification, only if it is the recipient's."""
+
+    @abstractmethod
+    async def delete_notification(self, recipient: str, notification_id: str) -> bool:
+        """Delete a recipient's notification; False if they have none with that id."""

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .base import Store, StoredDocument, merge
+from .base import Store, StoredDocument, StoredEvent, merge
 
 __all__ = ["SQLiteStore"]
 
@@ -56,6 +56,23 @@ CREATE TABLE IF NOT EXISTS executions (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_room ON executions (room, created);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    schema_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_schema ON events (schema_id, id);
+CREATE TABLE IF NOT EXISTS event_schemas (id TEXT PRIMARY KEY, schema TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    recipient TEXT NOT NULL,
+    created TEXT NOT NULL,
+    read INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, created);
 """
 _CHECKPOINT_EVERY = 1.0  # seconds, while there are new writes
 _APPEND = "INSERT INTO updates (doc, seq, data) VALUES (?, ?, ?)"
@@ -314,6 +331,127 @@ class SQLiteStore(Store):
                 (keep,),
             )
             return cursor.rowcount
+
+        return self._write(job)
+
+    # --- the event log ---
+
+    async def append_event(
+        self, schema_id: str, version: str, timestamp: str, data: dict[str, Any]
+    ) -> StoredEvent:
+        row = (schema_id, version, timestamp, json.dumps(data))
+        cursor = self._write(
+            lambda db: db.execute(
+                "INSERT INTO events (schema_id, version, timestamp, data) VALUES (?, ?, ?, ?)", row
+            )
+        )
+        return StoredEvent(int(cursor.lastrowid or 0), schema_id, version, timestamp, data)
+
+    async def read_events(
+        self, since: int, *, schema_ids: Sequence[str] = (), limit: int = 1000
+    ) -> list[StoredEvent]:
+        query = "SELECT id, schema_id, version, timestamp, data FROM events WHERE id > ?"
+        values: list[Any] = [since]
+        if schema_ids:
+            query += f" AND schema_id IN ({', '.join('?' * len(schema_ids))})"
+            values.extend(schema_ids)
+
+        def job(db: sqlite3.Connection) -> list[StoredEvent]:
+            rows = db.execute(query + " ORDER BY id LIMIT ?", (*values, limit))
+            return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+        return await self._read(job)
+
+    async def last_event_id(self) -> int:
+        def job(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+        return await self._read(job)
+
+    async def prune_events(self, keep: int) -> int:
+        def job(db: sqlite3.Connection) -> int:
+            top = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+            return db.execute("DELETE FROM events WHERE id <= ?", (top - keep,)).rowcount
+
+        return self._write(job)
+
+    async def put_event_schema(self, schema: dict[str, Any]) -> None:
+        row = (str(schema["$id"]), json.dumps(schema))
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO event_schemas (id, schema) VALUES (?, ?)", row
+            )
+        )
+
+    async def event_schemas(self) -> list[dict[str, Any]]:
+        def job(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(json.loads(r[0])) for r in db.execute("SELECT schema FROM event_schemas")]
+
+        return await self._read(job)
+
+    # --- notifications ---
+
+    async def put_notifications(self, notifications: Sequence[dict[str, Any]]) -> None:
+        rows = [
+            (n["id"], n["recipient"], n["created_at"], 1 if n.get("read") else 0, json.dumps(n))
+            for n in notifications
+        ]
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO notifications (id, recipient, created, read, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        self._write(job)
+
+    async def list_notifications(
+        self,
+        recipient: str,
+        *,
+        unread: bool | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        where, values = ["recipient = ?"], [recipient]
+        if unread is not None:
+            where.append("read = ?")
+            values.append("0" if unread else "1")
+        if since is not None:
+            where.append("created >= ?")
+            values.append(since)
+        if until is not None:
+            where.append("created < ?")
+            values.append(until)
+        query = (
+            f"SELECT data FROM notifications WHERE {' AND '.join(where)}"
+            " ORDER BY created DESC, rowid DESC LIMIT ?"
+        )
+
+        def job(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(json.loads(r[0])) for r in db.execute(query, (*values, limit))]
+
+        return await self._read(job)
+
+    async def get_notification(self, recipient: str, notification_id: str) -> dict[str, Any] | None:
+        def job(db: sqlite3.Connection) -> dict[str, Any] | None:
+            row = db.execute(
+                "SELECT data FROM notifications WHERE id = ? AND recipient = ?",
+                (notification_id, recipient),
+            ).fetchone()
+            return dict(json.loads(row[0])) if row else None
+
+        return await self._read(job)
+
+    async def delete_notification(self, recipient: str, notification_id: str) -> bool:
+        def job(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "DELETE FROM notifications WHERE id = ? AND recipient = ?",
+                (notification_id, recipient),
+            )
+            return cursor.rowcount > 0
 
         return self._write(job)
 

@@ -1,0 +1,1 @@
+"""The event bus: durable, replayable, filtered events over jupyter_server's EventLogger."""

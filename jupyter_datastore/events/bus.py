@@ -1,0 +1,359 @@
+"""The event bus: jupyter_server's EventLogger, made durable, replayable and filterable.
+
+Every event emitted on the server's `EventLogger`, for any schema registered now or later
+(jupyter_server's own, other extensions', ours, and those registered over REST), is
+appended to the store's event log with an id that only grows and a timestamp, and then
+handed to the subscriptions whose filter accepts it. A subscriber that comes back with the
+last id it saw gets everything after it from the log, so nothing is missed while it was away
+(within the retention limit).
+
+Events posted over REST are validated and stored before the request is answered, and are
+then emitted on the EventLogger too, so its logging handlers and other listeners see them;
+the bus's own listener recognises them (a context variable, which the listener task
+inherits) and does not store them twice.
+
+Subscriptions have bounded queues: a subscriber more than `limit` events behind is closed
+with the reason `overflow`, and resumes from its last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from jsonschema import ValidationError
+from jupyter_events import EventLogger
+from jupyter_events.schema import EventSchema
+from jupyter_events.schema_registry import SchemaRegistryException
+
+from ..errors import BadRequest, Conflict, NotFound
+from ..store.base import Store, StoredEvent
+from .catalog import load_schemas
+
+__all__ = [
+    "EventBus",
+    "EventFilter",
+    "Subscription",
+    "event_json",
+    "schema_document",
+    "utc_timestamp",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_SIZE = 1 << 20  # bytes of an event's data, as JSON
+_REPLAY_PAGE = 1000
+_posted: contextvars.ContextVar[bool] = contextvars.ContextVar("posted", default=False)
+
+
+def schema_document(schema: EventSchema) -> dict[str, Any]:
+    """The JSON schema as it was registered (jupyter_events keeps it privately)."""
+    return dict(schema._schema)
+
+
+def utc_timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_json(event: StoredEvent) -> dict[str, Any]:
+    """An event as REST and WebSocket clients get it.
+
+    jupyter_server's subscribers read `schema_id` and the data's fields at the top level
+    (JupyterLab's EventManager does); the envelope adds `__id__`, `__timestamp__` and
+    `__schema_version__`, names no schema may use for a property.
+    """
+    return {
+        **event.data,
+        "schema_id": event.schema_id,
+        "__id__": event.id,
+        "__timestamp__": event.timestamp,
+        "__schema_version__": event.version,
+    }
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a subscriber wants: all conditions must hold; an empty filter takes all.
+
+    As JSON: `{"schema_ids": [...], "versions": [...], "match": {"path.in.data": value or
+    [values]}}`; a `match` path names a field of the event's data, dotted for nested ones.
+    """
+
+    schema_ids: frozenset[str] = frozenset()
+    versions: frozenset[str] = frozenset()
+    match: tuple[tuple[tuple[str, ...], tuple[Any, ...]], ...] = ()
+
+    @classmethod
+    def parse(cls, raw: Any) -> EventFilter:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise BadRequest("a filter must be a JSON object")
+        unknown = raw.keys() - {"schema_ids", "versions", "match"}
+        if unknown:
+            raise BadRequest(f"unknown filter fields: {', '.join(sorted(unknown))}")
+        schema_ids, versions = raw.get("schema_ids", []), raw.get("versions", [])
+        for name, values in (("schema_ids", schema_ids), ("versions", versions)):
+            if not isinstance(values, list) or not all(isinstance(v, str | int) for v in values):
+                raise BadRequest(f'filter "{name}" must be a list of strings')
+        match = raw.get("match", {})
+        if not isinstance(match, dict):
+            raise BadRequest('filter "match" must map field paths to values')
+        conditions = []
+        for path, wanted in match.items():
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if not path or not all(isinstance(v, str | int | float | bool) for v in allowed):
+                raise BadRequest(f'filter "match.{path}" must be a value or a list of values')
+            conditions.append((tuple(path.split(".")), tuple(allowed)))
+        return cls(
+            frozenset(map(str, schema_ids)), frozenset(map(str, versions)), tuple(conditions)
+        )
+
+    def accepts(self, event: StoredEvent) -> bool:
+        if self.schema_ids and event.schema_id not in self.schema_ids:
+            return False
+        if self.versions and event.version not in self.versions:
+            return False
+        for path, allowed in self.match:
+            value: Any = event.data
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if not any(_same(value, wanted) for wanted in allowed):
+                return False
+        return True
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """JSON equality: true is not 1."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return value is wanted
+    return bool(value == wanted)
+
+
+@dataclass(eq=False)
+class Subscription:
+    filter: EventFilter
+    limit: int = 10_000
+    queue: deque[StoredEvent] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: str | None = None
+    """Why it ended (`overflow`, `stopped`), once it has."""
+    after: int = 0
+    """Events up to this id were delivered by a replay: live ones up to it are skipped."""
+
+    def offer(self, event: StoredEvent) -> None:
+        if self.closed is not None or event.id <= self.after or not self.filter.accepts(event):
+            return
+        if len(self.queue) >= self.limit:
+            self.close("overflow")
+            return
+        self.queue.append(event)
+        self.ready.set()
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+            self.queue.clear()
+            self.ready.set()
+
+    async def next(self) -> list[StoredEvent]:
+        """Everything waiting (at least one event), or [] once closed."""
+        while not self.queue and self.closed is None:
+            self.ready.clear()
+            await self.ready.wait()
+        events = list(self.queue)
+        self.queue.clear()
+        return events
+
+
+class EventBus:
+    def __init__(self, logger: EventLogger, store: Store, *, keep: int = 100_000) -> None:
+        self.logger = logger
+        self.store = store
+        self.keep = keep
+        self.subscriptions: set[Subscription] = set()
+        self._listening: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._register = logger.register_event_schema
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        await self.store.prune_events(self.keep)
+        for schema in load_schemas():
+            if schema["$id"] not in self.logger.schemas.schema_ids:
+                self._register(schema)
+        for schema in await self.store.event_schemas():
+            try:
+                self._register_schema(schema)
+            except (BadRequest, Conflict) as exc:
+                log.warning("a stored event schema is not registered again: %s", exc.detail)
+        for schema_id in list(self.logger.schemas.schema_ids):
+            self._listen(schema_id)
+        # Schemas registered later (by any extension) are followed too.
+        self.logger.register_event_schema = self._registered  # type: ignore[method-assign]
+
+    async def stop(self) -> None:
+        self.logger.register_event_schema = self._register  # type: ignore[method-assign]
+        for subscription in list(self.subscriptions):
+            subscription.close("stopped")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- schemas ---
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """Every registered schema, with its id and version."""
+        found = []
+        for schema_id in sorted(self.logger.schemas.schema_ids):
+            schema: EventSchema = self.logger.schemas.get(schema_id)
+            found.append(
+                {
+                    "$id": schema.id,
+                    "version": str(schema.version),
+                    "schema": schema_document(schema),
+                }
+            )
+        return found
+
+    def schema(self, schema_id: str) -> EventSchema:
+        try:
+            found: EventSchema = self.logger.schemas.get(schema_id)
+        except (KeyError, SchemaRegistryException):
+            raise NotFound(f"no event schema {schema_id!r} is registered") from None
+        return found
+
+    async def register(self, schema: Any) -> tuple[dict[str, Any], bool]:
+        """Register a schema posted over REST; (its description, whether it is new).
+
+        The same schema twice is fine (idempotent); another schema under a registered
+        `$id` and version is a conflict.
+        """
+        schema_id = schema.get("$id") if isinstance(schema, dict) else None
+        if isinstance(schema_id, str) and schema_id in self.logger.schemas.schema_ids:
+            existing = self.schema(schema_id)
+            if schema_document(existing) == schema:
+                return {"$id": schema_id, "version": str(existing.version)}, False
+            raise Conflict(f"event schema {schema_id!r} is registered with other content")
+        registered = self._register_schema(schema)
+        await self.store.put_event_schema(schema_document(registered))
+        return {"$id": registered.id, "version": str(registered.version)}, True
+
+    def _register_schema(self, schema: Any) -> EventSchema:
+        if not isinstance(schema, dict):
+            raise BadRequest("an event schema must be a JSON object")
+        try:
+            self._registered(schema)
+        except (SchemaRegistryException, ValidationError, ValueError, TypeError) as exc:
+            message = exc.message if isinstance(exc, ValidationError) else str(exc)
+            raise BadRequest(f"not a valid event schema: {message}") from exc
+        return self.schema(str(schema["$id"]))
+
+    def _registered(self, schema: Any) -> None:
+        self._register(schema)
+        if isinstance(schema, dict) and isinstance(schema.get("$id"), str):
+            self._listen(schema["$id"])
+        else:  # a path or a YAML string: look for the ids not followed yet
+            for schema_id in self.logger.schemas.schema_ids:
+                self._listen(schema_id)
+
+    def _listen(self, schema_id: str) -> None:
+        if schema_id not in self._listening:
+            self._listening.add(schema_id)
+            self.logger.add_listener(schema_id=schema_id, listener=self._heard)
+
+    # --- events ---
+
+    async def post(self, schema_id: Any, version: Any, data: Any) -> StoredEvent:
+        """An event from a client: checked, stored, delivered, then emitted on the logger."""
+        if not isinstance(schema_id, str) or not isinstance(version, str | int):
+            raise BadRequest('"schema_id" (a string) and "version" are required')
+        if not isinstance(data, dict):
+            raise BadRequest('"data" must be a JSON object')
+        schema = self.schema(schema_id)
+        if str(version) != str(schema.version):
+            raise BadRequest(
+                f"event schema {schema_id!r} is at version {schema.version}, not {version}"
+            )
+        if len(json.dumps(data)) > MAX_EVENT_SIZE:
+            raise BadRequest(f"an event's data is at most {MAX_EVENT_SIZE} bytes of JSON")
+        try:
+            schema.validate(data)
+        except ValidationError as exc:
+            raise BadRequest(f"the data does not match {schema_id}: {exc.message}") from exc
+        event = await self._append(schema_id, str(schema.version), data)
+        token = _posted.set(True)
+        try:
+            self.logger.emit(schema_id=schema_id, data=data)
+        finally:
+            _posted.reset(token)
+        return event
+
+    async def _heard(self, logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:
+        """The EventLogger's listener: every event emitted on the server."""
+        if _posted.get():
+            return
+        try:
+            version = str(self.schema(schema_id).version)
+            await self._append(schema_id, version, dict(data))
+        except Exception:
+            log.exception("cannot store an event of %s", schema_id)
+
+    async def _append(self, schema_id: str, version: str, data: dict[str, Any]) -> StoredEvent:
+        event = await self.store.append_event(schema_id, version, utc_timestamp(), data)
+        for subscription in list(self.subscriptions):
+            subscription.offer(event)
+        return event
+
+    def emit(self, schema_id: str, data: dict[str, Any]) -> None:
+        """Emit a server event (from synchronous code, on the event loop)."""
+        try:
+            self.logger.emit(schema_id=schema_id, data=data)
+        except Exception:
+            log.exception("cannot emit an event of %s", schema_id)
+
+    async def replay(
+        self, since: int, event_filter: EventFilter, *, limit: int = _REPLAY_PAGE
+    ) -> list[StoredEvent]:
+        """Stored events after `since` that the filter accepts, oldest first."""
+        found: list[StoredEvent] = []
+        schema_ids = sorted(event_filter.schema_ids)
+        while len(found) < limit:
+            page = await self.store.read_events(since, schema_ids=schema_ids, limit=_REPLAY_PAGE)
+            found += [event for event in page if event_filter.accepts(event)]
+            if len(page) < _REPLAY_PAGE:
+                break
+            since = page[-1].id
+        return found[:limit]
+
+    # --- subscriptions ---
+
+    def subscribe(self, event_filter: EventFilter, limit: int = 10_000) -> Subscription:
+        subscription = Subscription(event_filter, limit)
+        self.subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+        subscription.close("unsubscribed")
+
+    async def catch_up(self, subscription: Subscription, since: int) -> Iterator[StoredEvent]:
+        """The stored events after `since` for a subscription that is already live; its live
+        queue then skips what the replay delivered."""
+        replayed: list[StoredEvent] = []
+        while True:
+            page = await self.replay(since, subscription.filter)
+            replayed += page
+            if len(page) < _REPLAY_PAGE:
+                break
+            since = page[-1].id
+        if replayed:
+            subscription.after = replayed[-1].id
+            subscription.queue = deque(e for e in subscription.queue if e.id > subscription.after)
+        return iter(replayed)
