@@ -276,7 +276,10 @@ class EventBus:
             raise BadRequest('"schema_id" (a string) and "version" are required')
         if not isinstance(data, dict):
             raise BadRequest('"data" must be a JSON object')
-        schema = self.schema(schema_id)
+        try:
+            schema = self.schema(schema_id)
+        except NotFound as exc:
+            raise BadRequest(f"{exc.detail}: register it first (POST /api/events/schemas)") from exc
         if str(version) != str(schema.version):
             raise BadRequest(
                 f"event schema {schema_id!r} is at version {schema.version}, not {version}"

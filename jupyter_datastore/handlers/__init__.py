@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .events import event_handlers
 from .executions import ExecutionHandler, ExecutionInputHandler, ExecutionsHandler
 from .nbmodel import (
     KERNEL_ID,
@@ -24,6 +25,7 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/collaboration/room/(.*)", RoomHandler),
     (r"/api/datastore/status", StatusHandler),
     (r"/api/datastore/openapi.json", OpenAPIHandler),
+    *event_handlers,
     (r"/api/datastore/executions", ExecutionsHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)", ExecutionHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)/input", ExecutionInputHandler),

@@ -1,0 +1,231 @@
+"""`/api/events`: jupyter_server's event endpoints, durable, with ids, replay and filters.
+
+    POST /api/events                    validate and store an event -> 201 the stored event
+    GET  /api/events?since=&schema_id=  replay stored events after an id
+    GET  /api/events/schemas            the registered schemas with their versions
+    POST /api/events/schemas            register a schema (the body is the schema document)
+    WS   /api/events/subscribe          live events, filtered, resumable, optionally batched
+
+These routes take precedence over jupyter_server's own (an extension's handlers are
+matched first); the POST body is jupyter_server's, and a client that wants its bodiless 204
+sends `Prefer: return=minimal`.
+
+The subscription socket: the query may give `since` (resume after that event id: the stored
+events after it come first, then live ones, none twice), `filter` (JSON, see
+`EventFilter`) and `batch` (seconds: at most one frame per interval, each a JSON array of
+events). A client message `{"type": "subscribe", "filter"?, "since"?, "batch"?}` changes
+them on the open socket and is answered `{"__control__": "subscribed", "last_id"}`; a bad
+one is answered `{"__control__": "error", "detail"}` and changes nothing. Each event is a
+text frame as `event_json` makes it. A subscriber that falls more than 10,000 events behind
+is closed with 1013 and resumes with `since`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, cast
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from tornado import web, websocket
+
+from ..datastore import Datastore
+from ..errors import BadRequest, DatastoreError, close_reason
+from ..events.bus import EventFilter, Subscription, event_json
+from ..store.base import StoredEvent
+from .base import DatastoreHandler, authorized_to
+
+__all__ = ["EventSchemasHandler", "EventsHandler", "SubscribeHandler", "event_handlers"]
+
+MAX_REPLAY = 10_000
+MAX_BATCH_INTERVAL = 60.0
+
+
+def parse_since(raw: Any) -> int:
+    try:
+        since = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f'"since" must be an event id (an integer), not {raw!r}') from None
+    if since < 0:
+        raise BadRequest('"since" must not be negative')
+    return since
+
+
+def parse_batch(raw: Any) -> float:
+    try:
+        interval = float(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f'"batch" must be a number of seconds, not {raw!r}') from None
+    if not 0 <= interval <= MAX_BATCH_INTERVAL:
+        raise BadRequest(f'"batch" must be between 0 and {MAX_BATCH_INTERVAL} seconds')
+    return interval
+
+
+def parse_filter_json(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f'"filter" is not JSON: {exc}') from exc
+
+
+class EventsHandler(DatastoreHandler):
+    auth_resource = "events"
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.get_json_object()
+        missing = [key for key in ("schema_id", "version", "data") if key not in body]
+        if missing:
+            raise BadRequest(f"missing {', '.join(missing)} in the request body")
+        event = await self.datastore.events.post(body["schema_id"], body["version"], body["data"])
+        if "return=minimal" in self.request.headers.get("Prefer", ""):
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_status(201)
+        self.finish(json.dumps(event_json(event)))
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        since = parse_since(self.get_query_argument("since", "0"))
+        raw = parse_filter_json(self.get_query_argument("filter", None))
+        schema_ids = self.get_query_arguments("schema_id")
+        if schema_ids:
+            raw = {**(raw or {}), "schema_ids": schema_ids}
+        limit = int(self.get_query_argument("limit", "1000") or 0)
+        if not 0 < limit <= MAX_REPLAY:
+            raise BadRequest(f'"limit" must be between 1 and {MAX_REPLAY}')
+        events = await self.datastore.events.replay(since, EventFilter.parse(raw), limit=limit)
+        last = events[-1].id if events else since
+        self.finish(json.dumps({"events": [event_json(e) for e in events], "last_id": last}))
+
+
+class EventSchemasHandler(DatastoreHandler):
+    auth_resource = "events"
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(json.dumps({"schemas": self.datastore.events.schemas()}))
+
+    @web.authenticated
+    @authorized_to("write")
+    async def post(self) -> None:
+        registered, new = await self.datastore.events.register(self.get_json_object())
+        self.set_status(201 if new else 200)
+        self.finish(json.dumps(registered))
+
+
+class SubscribeHandler(JupyterHandler, websocket.WebSocketHandler):
+    """The subscription socket (see the module docstring)."""
+
+    auth_resource = "events"
+    websocket = True
+
+    def initialize(self) -> None:
+        self.subscription: Subscription | None = None
+        self.batch = 0.0
+        self._sender: asyncio.Task[None] | None = None
+
+    @property
+    def datastore(self) -> Datastore:
+        return cast(Datastore, self.settings["datastore"])
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        authorizer = self.authorizer
+        if not await ensure_async(
+            authorizer.is_authorized(self, self.current_user, "execute", "events")
+        ):
+            raise web.HTTPError(403)
+        try:
+            await self.datastore.ready()
+            self._since = parse_since(self.get_query_argument("since", "0"))
+            self._filter = EventFilter.parse(
+                parse_filter_json(self.get_query_argument("filter", None))
+            )
+            self.batch = parse_batch(self.get_query_argument("batch", "0"))
+        except DatastoreError as exc:  # a bad query is an HTTP error, before the upgrade
+            self.set_status(exc.status)
+            self.finish(json.dumps(exc.body()))
+            return
+        result = super().get(*args, **kwargs)
+        if result is not None:
+            await result
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        await self._subscribe(self._filter, self._since)
+
+    async def _subscribe(self, event_filter: EventFilter, since: int) -> None:
+        """(Re)start the subscription: live events queue up while the log is replayed."""
+        bus = self.datastore.events
+        if self.subscription is not None:
+            bus.unsubscribe(self.subscription)
+        if self._sender is not None:
+            self._sender.cancel()
+        subscription = self.subscription = bus.subscribe(event_filter)
+        history = await bus.catch_up(subscription, since) if since else iter(())
+        self._sender = asyncio.ensure_future(self._send(subscription, list(history)))
+
+    async def _send(self, subscription: Subscription, history: list[StoredEvent]) -> None:
+        try:
+            if history:
+                await self._write_events(history)
+            while True:
+                events = await subscription.next()
+                if subscription.closed is not None:
+                    if subscription.closed == "overflow":
+                        reason = {"error": "slow_subscriber", "detail": "resume with ?since="}
+                        self.close(1013, close_reason(reason))
+                    return
+                await self._write_events(events)
+                if self.batch:
+                    await asyncio.sleep(self.batch)
+        except websocket.WebSocketClosedError:
+            pass
+
+    async def _write_events(self, events: list[StoredEvent]) -> None:
+        if self.batch:
+            await self.write_message(json.dumps([event_json(e) for e in events]))
+        else:
+            for event in events:
+                await self.write_message(json.dumps(event_json(event)))
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+            if not isinstance(request, dict) or request.get("type") != "subscribe":
+                raise BadRequest('a message must be {"type": "subscribe", ...}')
+            event_filter = EventFilter.parse(request.get("filter"))
+            since = parse_since(request.get("since", 0))
+            batch = parse_batch(request.get("batch", self.batch))
+        except (ValueError, DatastoreError) as exc:
+            detail = exc.detail if isinstance(exc, DatastoreError) else f"not JSON: {exc}"
+            with contextlib.suppress(websocket.WebSocketClosedError):
+                await self.write_message(json.dumps({"__control__": "error", "detail": detail}))
+            return
+        self.batch = batch
+        last = await self.datastore.store.last_event_id()
+        with contextlib.suppress(websocket.WebSocketClosedError):
+            await self.write_message(json.dumps({"__control__": "subscribed", "last_id": last}))
+        await self._subscribe(event_filter, since)
+
+    def on_close(self) -> None:
+        if self.subscription is not None:
+            self.datastore.events.unsubscribe(self.subscription)
+        if self._sender is not None:
+            self._sender.cancel()
+
+
+event_handlers: list[tuple[str, Any]] = [
+    (r"/api/events", EventsHandler),
+    (r"/api/events/schemas", EventSchemasHandler),
+    (r"/api/events/subscribe", SubscribeHandler),
+]
