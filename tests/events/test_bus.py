@@ -1,0 +1,99 @@
+"""The event bus in-process: a real jupyter_events EventLogger over a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from jupyter_events import EventLogger
+
+from jupyter_datastore.errors import BadRequest, Conflict
+from jupyter_datastore.events.bus import EventBus, EventFilter, Subscription
+from jupyter_datastore.store import SQLiteStore
+from jupyter_datastore.store.base import StoredEvent
+
+SCHEMA = {
+    "$id": "https://example.org/unit/v1",
+    "version": "1",
+    "type": "object",
+    "properties": {"n": {"type": "integer"}, "flag": {"type": "boolean"}, "a": {"type": "object"}},
+}
+
+
+def event(data: dict, schema_id: str = "s", version: str = "1", id: int = 1) -> StoredEvent:
+    return StoredEvent(id, schema_id, version, "t", data)
+
+
+@pytest.fixture
+async def bus(tmp_path):
+    store = SQLiteStore(str(tmp_path / "store.db"))
+    await store.start()
+    instance = EventBus(EventLogger(), store, keep=1000)
+    await instance.start()
+    yield instance
+    await instance.stop()
+    await store.close()
+
+
+def test_filters_match_schema_version_and_fields() -> None:
+    f = EventFilter.parse(
+        {"schema_ids": ["s"], "versions": ["1"], "match": {"a.b": [1, "x"], "flag": True}}
+    )
+    assert f.accepts(event({"a": {"b": 1}, "flag": True}))
+    assert f.accepts(event({"a": {"b": "x"}, "flag": True}))
+    assert not f.accepts(event({"a": {"b": 2}, "flag": True}))
+    assert not f.accepts(event({"a": {"b": 1}, "flag": 1}))  # JSON: true is not 1
+    assert not f.accepts(event({"a": {"b": 1}, "flag": True}, schema_id="other"))
+    assert not f.accepts(event({"a": {"b": 1}, "flag": True}, version="2"))
+    assert EventFilter.parse(None).accepts(event({}))
+    for bad in ([], {"schema_ids": "s"}, {"match": []}, {"match": {"a": {"b": 1}}}, {"x": 1}):
+        with pytest.raises(BadRequest):
+            EventFilter.parse(bad)
+
+
+def test_a_subscriber_too_far_behind_is_closed_not_silently_trimmed() -> None:
+    subscription = Subscription(EventFilter(), limit=3)
+    for i in range(3):
+        subscription.offer(event({}, id=i + 1))
+    assert subscription.closed is None and len(subscription.queue) == 3
+    subscription.offer(event({}, id=4))
+    assert subscription.closed == "overflow" and not subscription.queue
+
+
+async def test_every_emitted_event_is_stored_once_and_late_schemas_are_followed(bus) -> None:
+    live = bus.subscribe(EventFilter())
+    bus.logger.register_event_schema(SCHEMA)  # as another extension would, after start
+    bus.emit(SCHEMA["$id"], {"n": 1})
+    posted = await bus.post(SCHEMA["$id"], 1, {"n": 2})
+    await bus.logger.gather_listeners()  # the EventLogger hands events to listeners in tasks
+    stored = await bus.replay(0, EventFilter.parse({"schema_ids": [SCHEMA["$id"]]}))
+    assert sorted(e.data["n"] for e in stored) == [1, 2]  # the posted one is not stored twice
+    assert posted.id in [e.id for e in stored]
+    got = await asyncio.wait_for(live.next(), 5)
+    assert {e.data["n"] for e in got} <= {1, 2}
+
+
+async def test_registering_over_rest_is_idempotent_and_checked(bus) -> None:
+    assert await bus.register(SCHEMA) == ({"$id": SCHEMA["$id"], "version": "1"}, True)
+    assert (await bus.register(SCHEMA))[1] is False
+    with pytest.raises(Conflict):
+        await bus.register({**SCHEMA, "title": "changed"})
+    with pytest.raises(BadRequest):
+        await bus.register({"$id": "https://example.org/bad/v1", "version": "1"})
+    assert SCHEMA["$id"] in await _stored_schema_ids(bus)
+
+
+async def _stored_schema_ids(bus: EventBus) -> set[str]:
+    return {s["$id"] for s in await bus.store.event_schemas()}
+
+
+async def test_catch_up_then_live_delivers_each_event_once(bus) -> None:
+    await bus.register(SCHEMA)
+    first = await bus.post(SCHEMA["$id"], "1", {"n": 0})
+    for n in range(1, 4):
+        await bus.post(SCHEMA["$id"], "1", {"n": n})
+    subscription = bus.subscribe(EventFilter.parse({"schema_ids": [SCHEMA["$id"]]}))
+    await bus.post(SCHEMA["$id"], "1", {"n": 4})  # arrives live, and is in the log too
+    replayed = list(await bus.catch_up(subscription, first.id))
+    live = await asyncio.wait_for(subscription.next(), 5) if subscription.queue else []
+    assert [e.data["n"] for e in replayed + live] == [1, 2, 3, 4]
