@@ -180,7 +180,7 @@ class EventBus:
         self.keep = keep
         self.subscriptions: set[Subscription] = set()
         self._listening: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
         self._register = logger.register_event_schema
 
     # --- life cycle ---
@@ -201,10 +201,15 @@ class EventBus:
         self.logger.register_event_schema = self._registered  # type: ignore[method-assign]
 
     async def stop(self) -> None:
+        """Stop storing: events emitted after this (jupyter_server shuts kernels down after
+        its extensions have stopped) go to the EventLogger's other listeners only."""
         self.logger.register_event_schema = self._register  # type: ignore[method-assign]
+        for schema_id in self._listening:
+            self.logger.remove_listener(schema_id=schema_id, listener=self._heard)
+        self._listening.clear()
+        self._stopped = True
         for subscription in list(self.subscriptions):
             subscription.close("stopped")
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- schemas ---
 
@@ -300,7 +305,7 @@ class EventBus:
 
     async def _heard(self, logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:
         """The EventLogger's listener: every event emitted on the server."""
-        if _posted.get():
+        if _posted.get() or self._stopped:
             return
         try:
             version = str(self.schema(schema_id).version)
