@@ -6,8 +6,10 @@ Both servers run in one run on the same loads: fan-out (4 writers x 25 edits/s, 
 a saturating fan-out, cold opens of 1,000- and 5,000-cell notebooks, and memory per open
 room; and server-side execution against jupyter-server-nbmodel (on jupyter-collaboration 5,
 in a venv of its own): first-output latency, server CPU of a flooding cell, and edit latency
-in another notebook meanwhile. Prints a table of both figures and their ratio (ours / anchor)
-against the project's goals, and writes everything as JSON under benchmarks/results/.
+in another notebook meanwhile; and events against jupyter_server's own /api/events: events
+per second from POST to 100 subscribers, and the latency of each delivery. Prints a table
+of both figures and their ratio (ours / anchor) against the project's goals, and writes
+everything as JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import events
 import execution
 import fanout
 import opening
@@ -33,7 +36,7 @@ import servers
 from servers import Server
 
 RESULTS = servers.HERE / "results"
-PARTS = ("fanout", "open", "memory", "execution")
+PARTS = ("fanout", "open", "memory", "execution", "events")
 T = TypeVar("T")
 
 
@@ -49,6 +52,12 @@ class Plan:
     flood_runs: int
     edit_flood_runs: int
     edit_baseline_seconds: float
+    events_sequential: int
+    """Events POSTed one at a time to the subscribers."""
+    events_concurrent: int
+
+    def events(self) -> events.Load:
+        return events.Load(sequential=self.events_sequential, concurrent=self.events_concurrent)
 
     def execution(self) -> execution.Settings:
         return execution.Settings(
@@ -62,10 +71,12 @@ class Plan:
 FULL = Plan(
     fanout_seconds=20, saturate_seconds=10, sizes=(1000, 5000), repeats=5, memory_rooms=10,
     exec_runs=20, flood_runs=3, edit_flood_runs=10, edit_baseline_seconds=6,
+    events_sequential=1000, events_concurrent=4000,
 )  # fmt: skip
 QUICK = Plan(
     fanout_seconds=6, saturate_seconds=4, sizes=(1000, 5000), repeats=2, memory_rooms=5,
     exec_runs=8, flood_runs=2, edit_flood_runs=4, edit_baseline_seconds=3,
+    events_sequential=300, events_concurrent=1000,
 )  # fmt: skip
 
 
@@ -207,7 +218,53 @@ def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
         )  # fmt: skip
     if "execution" in o:
         table += execution_rows(o["execution"], a["execution"])
+    if "events" in o:
+        table += events_rows(o["events"], a["events"])
     return table
+
+
+def events_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
+    """Reported only: the project sets no goal against jupyter_server's firehose."""
+    n = o["load"]["subscribers"]
+    table = []
+    for phase, label in (("sequential", "one POST at a time"), ("concurrent", "saturating")):
+        x, y = o[phase], a[phase]
+        table += [
+            Row(f"events, {label}: events/s to {n} subscribers",
+                x["events_per_s"], y["events_per_s"], None, "{:.0f}"),
+            Row(f"events, {label}: delivery latency p50 (ms)",
+                x["latency_ms_p50"], y["latency_ms_p50"], None, "{:.2f}"),
+            Row(f"events, {label}: delivery latency p99 (ms)",
+                x["latency_ms_p99"], y["latency_ms_p99"], None, "{:.2f}"),
+            Row(f"events, {label}: all {n} received, p99 (ms)",
+                x["all_received_ms_p99"], y["all_received_ms_p99"], None, "{:.2f}"),
+            Row(f"events, {label}: POST response p50 (ms)",
+                x["post_ms_p50"], y["post_ms_p50"], None, "{:.2f}"),
+            Row(f"events, {label}: server CPU per event (us)",
+                x["server_cpu_us_per_event"], y["server_cpu_us_per_event"], None, "{:.0f}"),
+            Row(f"events, {label}: missing deliveries",
+                x["missing_deliveries"], y["missing_deliveries"], None, "{:.0f}"),
+        ]  # fmt: skip
+    return table
+
+
+def run_events(pair: list[Server], plan: Plan) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for server in pair:
+        idle = [s for s in pair if s is not server]
+        log(f"events: {server.name} ...")
+        result = results[server.name] = events.run(server, plan.events(), idle)
+        for phase in ("sequential", "concurrent"):
+            r = result[phase]
+            log(
+                f"  {phase}: {r['deliveries']}/{r['deliveries_expected']} deliveries, "
+                f"{r['events_per_s']:.0f} events/s, p50 {r['latency_ms_p50']:.1f} ms, "
+                f"p99 {r['latency_ms_p99']:.1f} ms, POST p50 {r['post_ms_p50']:.1f} ms, "
+                f"server CPU {r['server_cpu_us_per_event']:.0f} us/event, POSTs answered "
+                f"{r['post_statuses']}; CPU cores: load generator {r['loadgen_cpu_cores']:.2f}, "
+                f"others {r['other_cpu_cores']:.2f}"
+            )
+    return results
 
 
 def execution_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
@@ -342,7 +399,7 @@ def main() -> None:
         "ours_git": [],  # at each start of our server: the package is editable
     }
     anchor_python = anchor_exec_python = None
-    if parts & {"fanout", "open", "memory"}:
+    if parts & {"fanout", "open", "memory", "events"}:
         anchor_python = servers.ensure_anchor_venv()
         report["anchor_versions"] = servers.anchor_versions(anchor_python)
     results: dict[str, dict[str, Any]] = {"ours": {}, "anchor": {}}
@@ -390,6 +447,12 @@ def main() -> None:
             pair = start_pair(anchor_python)  # memory is measured on freshly started servers
             for name, part in run_memory(pair, plan).items():
                 results[name]["memory"] = part
+            stop(pair)
+        if "events" in parts:  # a plain jupyter_server's /api/events is the anchor
+            assert anchor_python is not None
+            pair = start_pair(anchor_python)
+            for name, part in run_events(pair, plan).items():
+                results[name]["events"] = part
             stop(pair)
         if anchor_exec_python is not None:  # the anchor with jupyter-server-nbmodel
             pair = start_pair(anchor_exec_python)

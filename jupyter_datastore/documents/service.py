@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import BadRequest, NotFound
+from ..events.catalog import Emit, no_emit
 from ..rooms.room import Room, RoomSettings
 from ..store.base import Store
 from .contents import FileIO
@@ -54,6 +55,7 @@ class Documents:
         save: SavePolicy,
         watch: WatchPolicy,
         room: RoomSettings,
+        emit: Emit = no_emit,
     ) -> None:
         self.io = io
         self.store = store
@@ -61,6 +63,7 @@ class Documents:
         self.save_policy = save
         self.watch_policy = watch
         self.room_settings = room
+        self.emit = emit
         self.sessions: dict[str, DocumentSession] = {}
         self._watcher: asyncio.Task[None] | None = None
 
@@ -78,6 +81,7 @@ class Documents:
             ids=self.ids,
             policy=self.save_policy,
             settings=self.room_settings,
+            emit=self.emit,
         )
         self.sessions[name] = session
         close = session.close

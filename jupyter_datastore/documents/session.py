@@ -28,6 +28,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from ..errors import DatastoreError, NotFound
+from ..events.catalog import DOCUMENT, Emit, no_emit
 from ..rooms.room import Room, RoomSettings
 from ..store.base import Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
@@ -90,6 +91,7 @@ class DocumentSession:
         store: Store,
         ids: FileIds,
         policy: SavePolicy,
+        emit: Emit = no_emit,
     ) -> None:
         self.room = room
         self.kind = kind
@@ -99,6 +101,7 @@ class DocumentSession:
         self.store = store
         self.ids = ids
         self.policy = policy
+        self.emit = emit
         self.missing = False
         """The file is gone from disk: autosave stops until it is back or saved explicitly."""
         self._saved_seq = 0
@@ -128,6 +131,7 @@ class DocumentSession:
         ids: FileIds,
         policy: SavePolicy,
         settings: RoomSettings,
+        emit: Emit = no_emit,
     ) -> DocumentSession:
         path = ids.path(file_id)
         if path is None:
@@ -138,17 +142,29 @@ class DocumentSession:
             await store.append(name, seq, update)
 
         if stored is None or not stored.updates:
-            room = Room(name, persist=persist, settings=settings)
-            session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
+            room = Room(name, persist=persist, settings=settings, emit=emit)
+            session = cls(
+                room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy, emit=emit
+            )
             room.push(kind.build(disk.content, path), origin=LOAD)
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
         else:
             rows = [update for _, update in stored.updates]
-            room = Room(name, rows, persist=persist, seq=stored.last_seq, settings=settings)
-            session = cls(room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy)
+            room = Room(
+                name, rows, persist=persist, seq=stored.last_seq, settings=settings, emit=emit
+            )
+            session = cls(
+                room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy, emit=emit
+            )
             await session._resume(stored, disk)
+        session._event("opened", from_store=stored is not None and bool(stored.updates))
         return session
+
+    def _event(self, action: str, **data: Any) -> None:
+        """A document event (see events/schemas/document.json)."""
+        where = {"room_id": self.room.name, "path": self.path, "file_id": self.file_id}
+        self.emit(DOCUMENT, {"action": action, **where, **data})
 
     async def _resume(self, stored: StoredDocument, disk: FileContent) -> None:
         """Reconcile a document from the store with its file, which may have moved on."""
@@ -245,18 +261,20 @@ class DocumentSession:
                 await self._check_disk()
                 if self.missing and not explicit:
                     return "skipped"
-                await self._write()
+                await self._write(explicit=explicit)
                 return "success"
             except DatastoreError as exc:
                 log.error("cannot save %s: %s", self.path, exc.detail)
+                self._event("save_failed", explicit=explicit, detail=exc.detail)
                 return "failed"
 
-    async def _write(self) -> None:
+    async def _write(self, *, explicit: bool = False) -> None:
         seq = self.room.cut()
         content = self._read()
         data = self.io.file_bytes(self.kind, content)
         await self.room.flushed()  # the state at `seq` must be in the store before we say so
-        if data is not None and sha256(data) == self._file_hash and not self.missing:
+        written = data is None or sha256(data) != self._file_hash or self.missing
+        if not written:
             file_hash, signature = self._file_hash, self._signature  # the file already holds this
         else:
             await self.store.mark_saving(self.room.name, seq)
@@ -265,6 +283,8 @@ class DocumentSession:
         await self.store.mark_saved(self.room.name, seq, file_hash)
         self._saved(seq, file_hash, signature)
         self._set_state(dirty=False, hash=file_hash)
+        if written or explicit:  # an autosave that found nothing to write says nothing
+            self._event("saved", explicit=explicit, written=written)
 
     # --- out-of-band changes ---
 
@@ -277,22 +297,28 @@ class DocumentSession:
         path = self.ids.path(self.file_id)
         if path is not None and path != self.path:
             log.info("%s was renamed to %s", self.path, path)
-            self.path = path
+            self.path, from_path = path, self.path
             self._set_state(path=path)
+            self._event("renamed", from_path=from_path)
         signature = await self.io.signature(self.path)
-        self.missing = signature is None
+        self._set_missing(signature is None)
         if signature is None or (signature == self._signature and not verify):
             return
         try:
             disk = await self.io.read(self.path, self.kind)
         except NotFound:
-            self.missing = True
+            self._set_missing(True)
             return
         self._signature = disk.signature
         if disk.hash == self._file_hash:
             return
         log.info("%s changed on disk: merging the change into room %s", self.path, self.room.name)
         await self._merge(await self._base(), disk)
+
+    def _set_missing(self, missing: bool) -> None:
+        if missing and not self.missing:
+            self._event("missing")
+        self.missing = missing
 
     async def _base(self) -> bytes:
         """The state the file holds; the room's current state if the store lacks it."""
@@ -309,7 +335,9 @@ class DocumentSession:
         self.kind.apply(fork, disk.content)
         self.room.push(fork.get_update(before), origin=DISK)
         self._file_hash, self._signature = disk.hash, disk.signature
-        if self._read() == disk.content:
+        kept_edits = self._read() != disk.content
+        self._event("changed_on_disk", kept_edits=kept_edits)
+        if not kept_edits:
             seq = self.room.cut()
             await self.room.flushed()
             await self.store.mark_saved(self.room.name, seq, disk.hash)
@@ -335,3 +363,4 @@ class DocumentSession:
             await self.save()
         await self.room.flushed()
         await self.store.compact(self.room.name)
+        self._event("closed")

@@ -18,13 +18,12 @@ with the reason `overflow`, and resumes from its last id.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +35,7 @@ from jupyter_events.schema_registry import SchemaRegistryException
 from ..errors import BadRequest, Conflict, NotFound
 from ..store.base import Store, StoredEvent
 from .catalog import load_schemas
+from .outbox import Outbox
 
 __all__ = [
     "EventBus",
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_SIZE = 1 << 20  # bytes of an event's data, as JSON
 _REPLAY_PAGE = 1000
+_ENCODED_KEPT = 4096  # recent events kept encoded for the subscribers still to send them
 _posted: contextvars.ContextVar[bool] = contextvars.ContextVar("posted", default=False)
 
 
@@ -137,40 +138,18 @@ def _same(value: Any, wanted: Any) -> bool:
     return bool(value == wanted)
 
 
-@dataclass(eq=False)
-class Subscription:
-    filter: EventFilter
-    limit: int = 10_000
-    queue: deque[StoredEvent] = field(default_factory=deque)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: str | None = None
-    """Why it ended (`overflow`, `stopped`), once it has."""
-    after: int = 0
-    """Events up to this id were delivered by a replay: live ones up to it are skipped."""
+class Subscription(Outbox[StoredEvent]):
+    """A subscriber's bounded queue of the events its filter accepts."""
+
+    def __init__(self, event_filter: EventFilter, limit: int = 10_000) -> None:
+        super().__init__(limit)
+        self.filter = event_filter
+        self.after = 0
+        """Events up to this id were delivered by a replay: live ones up to it are skipped."""
 
     def offer(self, event: StoredEvent) -> None:
-        if self.closed is not None or event.id <= self.after or not self.filter.accepts(event):
-            return
-        if len(self.queue) >= self.limit:
-            self.close("overflow")
-            return
-        self.queue.append(event)
-        self.ready.set()
-
-    def close(self, reason: str) -> None:
-        if self.closed is None:
-            self.closed = reason
-            self.queue.clear()
-            self.ready.set()
-
-    async def next(self) -> list[StoredEvent]:
-        """Everything waiting (at least one event), or [] once closed."""
-        while not self.queue and self.closed is None:
-            self.ready.clear()
-            await self.ready.wait()
-        events = list(self.queue)
-        self.queue.clear()
-        return events
+        if event.id > self.after and self.filter.accepts(event):
+            self.put(event)
 
 
 class EventBus:
@@ -181,6 +160,7 @@ class EventBus:
         self.subscriptions: set[Subscription] = set()
         self._listening: set[str] = set()
         self._stopped = False
+        self._encoded: OrderedDict[int, str] = OrderedDict()
         self._register = logger.register_event_schema
 
     # --- life cycle ---
@@ -312,6 +292,15 @@ class EventBus:
             await self._append(schema_id, version, dict(data))
         except Exception:
             log.exception("cannot store an event of %s", schema_id)
+
+    def encoded(self, event: StoredEvent) -> str:
+        """`event_json` as text, encoded once however many subscribers send it."""
+        text = self._encoded.get(event.id)
+        if text is None:
+            text = self._encoded[event.id] = json.dumps(event_json(event))
+            while len(self._encoded) > _ENCODED_KEPT:
+                self._encoded.popitem(last=False)
+        return text
 
     async def _append(self, schema_id: str, version: str, data: dict[str, Any]) -> StoredEvent:
         event = await self.store.append_event(schema_id, version, utc_timestamp(), data)

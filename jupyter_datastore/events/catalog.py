@@ -1,17 +1,49 @@
 """The event schemas of jupyter-datastore itself (`events/schemas/*.json`), registered on the
-server's EventLogger at start, each published at GET /api/events/schemas."""
+server's EventLogger at start, each published at GET /api/events/schemas.
+
+The layers (rooms, documents, execution) emit through a plain callable, `Emit`, handed to
+them by the datastore: they never see the bus. `no_emit` is the default for a layer used on
+its own (in tests, for instance).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
-__all__ = ["EXECUTION", "NOTIFICATION", "OUR_SCHEMAS", "load_schemas"]
+__all__ = [
+    "DOCUMENT",
+    "EXECUTION",
+    "KERNEL_ACTIONS",
+    "KERNEL_STATUS",
+    "NOTIFICATION",
+    "OUR_SCHEMAS",
+    "PEER",
+    "STORE_FAULT",
+    "Emit",
+    "load_schemas",
+    "no_emit",
+]
 
 _BASE = "https://events.jupyter.org/jupyter_datastore"
 EXECUTION = f"{_BASE}/execution/v1"
 NOTIFICATION = f"{_BASE}/notification/v1"
+KERNEL_STATUS = f"{_BASE}/kernel_status/v1"
+DOCUMENT = f"{_BASE}/document/v1"
+PEER = f"{_BASE}/peer/v1"
+STORE_FAULT = f"{_BASE}/store_fault/v1"
+
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+"""jupyter_server's own: a kernel was started, interrupted, restarted or shut down."""
+
+Emit = Callable[[str, dict[str, Any]], None]
+"""`emit(schema_id, data)`: send an event of a registered schema (never raises)."""
+
+
+def no_emit(schema_id: str, data: dict[str, Any]) -> None:
+    """An `Emit` that sends nothing."""
 
 
 def load_schemas() -> list[dict[str, Any]]:
@@ -23,4 +55,11 @@ def load_schemas() -> list[dict[str, Any]]:
     ]
 
 
-OUR_SCHEMAS: tuple[str, ...] = (EXECUTION, NOTIFICATION)
+OUR_SCHEMAS: tuple[str, ...] = (
+    EXECUTION,
+    NOTIFICATION,
+    KERNEL_STATUS,
+    DOCUMENT,
+    PEER,
+    STORE_FAULT,
+)

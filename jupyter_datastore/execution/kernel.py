@@ -29,12 +29,13 @@ from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
+from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..rooms.room import Room
 from .cells import EXECUTOR, CellFinder, CellOutputs, mark_idle, set_input_request
 from .records import ExecutionRecord, Status, utc_now
 
-__all__ = ["ExecutionPolicy", "Job", "KernelRunner"]
+__all__ = ["ExecutionPolicy", "Job", "KernelRunner", "execution_event"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,30 @@ class KernelGone(Exception):
     """The kernel died, was restarted under a run, or was shut down."""
 
 
+def _seconds(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def execution_event(action: str, record: ExecutionRecord) -> dict[str, Any]:
+    """The data of an execution event (events/schemas/execution.json) about a record."""
+    duration = None
+    if action == "finished" and record.started_at and record.finished_at:
+        duration = round(_seconds(record.finished_at) - _seconds(record.started_at), 6)
+    return {
+        "action": action,
+        "execution_id": record.id,
+        "kernel_id": record.kernel_id,
+        "status": record.status,
+        "path": record.path,
+        "room_id": record.room_id,
+        "cell_id": record.cell_id,
+        "user": record.user,
+        "duration": duration,
+        "error": record.error,
+        "reason": record.reason,
+    }
+
+
 def _date(msg: dict[str, Any]) -> str:
     date = msg.get("header", {}).get("date")
     if isinstance(date, datetime):
@@ -120,12 +145,14 @@ class KernelRunner:
         persist: Persist,
         policy: ExecutionPolicy,
         on_idle: Callable[[KernelRunner], None],
+        emit: Emit = no_emit,
     ) -> None:
         self.kernel_id = kernel_id
         self.kernels = kernels  # jupyter_server's MappingKernelManager
         self.rooms = rooms
         self.persist = persist
         self.policy = policy
+        self.emit = emit
         self.queue: deque[Job] = deque()
         self.current: _Run | None = None
         self._on_idle = on_idle
@@ -229,6 +256,7 @@ class KernelRunner:
             self.current = run  # stays set if this task is cancelled: `stop` records it lost
             record.status, record.started_at = "running", utc_now()
             await self.persist(record)
+            self.emit(EXECUTION, execution_event("started", record))
             try:
                 await self._wait(run)
             except KernelGone as exc:
@@ -307,6 +335,7 @@ class KernelRunner:
             while len(self._displays) > _KEPT_DISPLAYS:
                 self._displays.popitem(last=False)
         await self.persist(record)
+        self.emit(EXECUTION, execution_event("finished", record))
         log.info("execution %s of cell %s: %s", record.id, record.cell_id, status)
 
     async def _finish_without_run(self, job: Job, status: Status, reason: str) -> None:
@@ -315,6 +344,7 @@ class KernelRunner:
         if record.room_id and record.cell_id:
             await self._set_idle(record.room_id, record.cell_id)
         await self.persist(record)
+        self.emit(EXECUTION, execution_event("finished", record))
 
     async def _set_idle(self, room_id: str, cell_id: str) -> None:
         try:

@@ -29,10 +29,11 @@ from pycrdt import Map
 from ..documents import FileIds, FileIO
 from ..documents.service import parse_room_name
 from ..errors import BadRequest, Conflict, NotFound
+from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..store.base import Store
 from .cells import EXECUTOR, CellFinder, find_cells, mark_idle, mark_running
-from .kernel import ExecutionPolicy, Job, KernelRunner
+from .kernel import ExecutionPolicy, Job, KernelRunner, execution_event
 from .records import ACTIVE, ExecutionRecord, utc_now
 
 __all__ = ["ExecuteRequest", "Executor", "source_hash"]
@@ -76,6 +77,7 @@ class Executor:
         kernels: Any,
         sessions: Any,
         policy: ExecutionPolicy,
+        emit: Emit = no_emit,
     ) -> None:
         self.rooms = rooms
         self.ids = ids
@@ -84,6 +86,7 @@ class Executor:
         self.kernels = kernels  # jupyter_server's MappingKernelManager
         self.sessions = sessions  # jupyter_server's SessionManager
         self.policy = policy
+        self.emit = emit
         self.runners: dict[str, KernelRunner] = {}
         self.jobs: dict[str, Job] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
@@ -101,6 +104,7 @@ class Executor:
             record.reason = f"the server stopped while it was {record.status.replace('_', ' ')}"
             record.status, record.finished_at = "lost", utc_now()
             await self.store.put_execution(record.stored())
+            self.emit(EXECUTION, execution_event("finished", record))
         if records:
             log.warning("%d executions were cut short by the server stopping", len(records))
             self._recovery = asyncio.ensure_future(self._reset_cells(records))
@@ -204,6 +208,7 @@ class Executor:
         for job in jobs:
             self.jobs[job.record.id] = job
             await self.store.put_execution(job.record.stored())
+            self.emit(EXECUTION, execution_event("queued", job.record))
         self._runner(kernel_id).submit(jobs)
 
     async def get(self, execution_id: str) -> ExecutionRecord:
@@ -280,6 +285,7 @@ class Executor:
                         if cell is not None:
                             mark_idle(cell)
             await self._persist(record)
+            self.emit(EXECUTION, execution_event("finished", record))
         else:
             await runner.interrupt()
         return record
@@ -296,6 +302,7 @@ class Executor:
                 persist=self._persist,
                 policy=self.policy,
                 on_idle=self._runner_idle,
+                emit=self.emit,
             )
         return runner
 

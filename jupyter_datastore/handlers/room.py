@@ -45,10 +45,13 @@ class RoomPeer:
 
     _running: ClassVar[set[RoomPeer]] = set()  # keeps live connections referenced
 
-    def __init__(self, datastore: Datastore, name: str, session_id: str | None) -> None:
+    def __init__(
+        self, datastore: Datastore, name: str, session_id: str | None, user: str | None = None
+    ) -> None:
         self.datastore = datastore
         self.name = name
         self.session_id = session_id
+        self.user = user
         self.room: Room | None = None
         self.socket: WebSocket | None = None
 
@@ -61,7 +64,7 @@ class RoomPeer:
         RoomPeer._running.add(self)
         try:
             self._check_session()
-            self.room = await self.datastore.rooms.join(self.name, socket)
+            self.room = await self.datastore.rooms.join(self.name, socket, user=self.user)
         except DatastoreError as exc:
             self._fail(exc)
         except Exception:
@@ -117,7 +120,8 @@ class RoomHandler(DatastoreHandler):
             raise web.HTTPError(403)
         response = handshake_response(self.request.headers)
         datastore = self.datastore
-        peer = RoomPeer(datastore, name, self.get_query_argument("sessionId", None))
+        session_id = self.get_query_argument("sessionId", None)
+        peer = RoomPeer(datastore, name, session_id, getattr(user, "username", None))
         socket = WebSocket(
             self.detach(),
             on_message=peer.on_message,

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from ..events.catalog import PEER, Emit, no_emit
 from .room import Peer, Room
 
 __all__ = ["RoomManager"]
@@ -24,9 +25,11 @@ Opener = Callable[[str], Awaitable[Room]]
 
 
 class RoomManager:
-    def __init__(self, opener: Opener, *, idle_timeout: float = 60.0) -> None:
+    def __init__(self, opener: Opener, *, idle_timeout: float = 60.0, emit: Emit = no_emit) -> None:
         self._opener = opener
         self.idle_timeout = idle_timeout
+        self.emit = emit
+        self._users: dict[Peer, str | None] = {}
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -56,15 +59,26 @@ class RoomManager:
         finally:
             del self._opening[name]
 
-    async def join(self, name: str, peer: Peer) -> Room:
+    async def join(self, name: str, peer: Peer, *, user: str | None = None) -> Room:
+        """Add a peer to a room (`user`: who it is, for the peer events)."""
         room = await self.get(name)
         self._cancel_timer(name)
         room.join(peer)
+        self._users[peer] = user
+        self._peer_event("joined", room, user)
         return room
 
     def leave(self, room: Room, peer: Peer) -> None:
+        joined = peer in room.peers
         room.leave(peer)
+        user = self._users.pop(peer, None)
+        if joined:
+            self._peer_event("left", room, user)
         self._schedule_if_idle(room)
+
+    def _peer_event(self, action: str, room: Room, user: str | None) -> None:
+        data = {"action": action, "room_id": room.name, "peers": len(room.peers), "user": user}
+        self.emit(PEER, data)
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[Room]:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from pycrdt import Doc, TransactionEvent, get_state, get_update, merge_updates
 
 from ..errors import BadRequest
+from ..events.catalog import STORE_FAULT, Emit, no_emit
 from ..protocol.frames import Outgoing
 from ..protocol.messages import (
     AwarenessMessage,
@@ -103,8 +104,10 @@ class Room:
         seq: int = 0,
         writable: bool = True,
         settings: RoomSettings = RoomSettings(),
+        emit: Emit = no_emit,
     ) -> None:
         self.name = name
+        self.emit = emit
         self.writable = writable
         self.settings = settings
         self.peers: dict[Peer, None] = {}
@@ -399,20 +402,29 @@ class Room:
 
     async def _persist_with_retry(self, seq: int, update: bytes) -> None:
         assert self._persist is not None
-        delay = 0.1
+        delay, failures, detail = 0.1, 0, ""
         while True:
             try:
                 await self._persist(seq, update)
+                if failures:
+                    self._store_fault(detail, failures, recovered=True)
                 return
             except Exception as exc:
+                failures, detail = failures + 1, str(exc) or type(exc).__name__
                 log.error(
                     "room %s: cannot persist an update, retrying in %.1fs: %s",
                     self.name,
                     delay,
                     exc,
                 )
+                if failures == 1:  # once per run of failures, not at every retry
+                    self._store_fault(detail, failures, recovered=False)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def _store_fault(self, detail: str, attempts: int, *, recovered: bool) -> None:
+        data = {"operation": "append_update", "detail": detail, "room_id": self.name}
+        self.emit(STORE_FAULT, {**data, "recovered": recovered, "attempts": attempts})
 
     def _release_replies(self) -> None:
         replies = self._replies
