@@ -17,6 +17,7 @@ from .datastore import Datastore, Settings, TransportLimits
 from .documents import SavePolicy, WatchPolicy
 from .execution.kernel import ExecutionPolicy
 from .handlers import handlers
+from .notifications import NotificationPolicy
 from .rooms import RoomSettings
 from .store import open_store
 
@@ -110,6 +111,13 @@ class DatastoreApp(ExtensionApp):
         100_000, config=True, help="Events kept in the event log for replay (older go at start)."
     )
 
+    notify_after = Float(
+        60.0,
+        config=True,
+        help="""Seconds a cell run on the server must last for its end to notify the user who
+        started it (0: never); a run that fails always notifies them.""",
+    )
+
     datastore: Datastore | None = None
 
     @default("default_url")
@@ -153,6 +161,7 @@ class DatastoreApp(ExtensionApp):
                 keep_records=self.execution_records,
             ),
             events_kept=self.events_kept,
+            notifications=NotificationPolicy(notify_after=self.notify_after),
         )
         self.datastore = Datastore(
             open_store(self._store_url()), self.server.contents_manager, settings

@@ -15,8 +15,10 @@ from typing import Any
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .errors import DatastoreError
 from .events.bus import EventBus
+from .events.kernels import KernelWatcher
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
+from .notifications import NotificationPolicy, Notifications
 from .rooms import RoomManager, RoomSettings
 from .store import Store
 
@@ -43,6 +45,7 @@ class Settings:
     execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
     events_kept: int = 100_000
     """Events kept in the event log for replay; older ones are deleted at start."""
+    notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
 
 
 class Datastore:
@@ -53,6 +56,8 @@ class Datastore:
     rooms: RoomManager
     executor: Executor
     events: EventBus
+    notifications: Notifications
+    kernel_watcher: KernelWatcher
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -71,10 +76,19 @@ class Datastore:
             await self.events.start()
             self.ids = FileIds(file_id_manager)
             s = self.settings
+            emit = self.events.emit  # the layers' events go out through the bus
             self.documents = Documents(
-                io=self.io, store=self.store, ids=self.ids, save=s.save, watch=s.watch, room=s.room
+                io=self.io,
+                store=self.store,
+                ids=self.ids,
+                save=s.save,
+                watch=s.watch,
+                room=s.room,
+                emit=emit,
             )
-            self.rooms = RoomManager(self.documents.open_room, idle_timeout=s.room_idle_timeout)
+            self.rooms = RoomManager(
+                self.documents.open_room, idle_timeout=s.room_idle_timeout, emit=emit
+            )
             self.documents.start()
             self.executor = Executor(
                 rooms=self.rooms,
@@ -84,8 +98,15 @@ class Datastore:
                 kernels=kernels,
                 sessions=sessions,
                 policy=s.execution,
+                emit=emit,
             )
             await self.executor.start()
+            self.notifications = Notifications(self.events, self.store, s.notifications)
+            await self.notifications.start()
+            self.kernel_watcher = KernelWatcher(
+                self.events, kernels, ready_timeout=s.execution.kernel_ready_timeout
+            )
+            await self.kernel_watcher.start()
         except BaseException as exc:
             self._failure = exc
             raise
@@ -100,8 +121,10 @@ class Datastore:
 
     async def stop(self) -> None:
         if self._started.is_set() and self._failure is None:
+            await self.kernel_watcher.stop()
             await self.executor.stop()
             await self.rooms.stop()
+            await self.notifications.stop()
             await self.events.stop()
             await self.documents.stop()
             await self.store.close()

@@ -40,9 +40,16 @@ def free_port() -> int:
 class Server:
     """One `jupyter-datastore serve` process over a root folder; restartable on the same store."""
 
-    def __init__(self, root: Path, args: list[str] | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        args: list[str] | None = None,
+        tls: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.tls = tls
+        self.env = env or {}
         args = args or []
         given = {arg.split("=", 1)[0] for arg in args}
         self.args = [arg for arg in FAST if arg.split("=", 1)[0] not in given] + args
@@ -65,6 +72,7 @@ class Server:
             "JUPYTER_CONFIG_DIR": str(self.home / "config"),
             "JUPYTER_DATA_DIR": str(self.home / "data"),
             "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+            **self.env,
         }
         command = [
             sys.executable, "-m", "jupyter_datastore.cli", "serve",
@@ -155,8 +163,13 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     """Servers of one test, with their own options; all stopped at the end of the test."""
     servers: list[Server] = []
 
-    def make(args: list[str] | None = None, root: Path | None = None, tls: bool = False) -> Server:
-        instance = Server(root or tmp_path, args, tls)
+    def make(
+        args: list[str] | None = None,
+        root: Path | None = None,
+        tls: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> Server:
+        instance = Server(root or tmp_path, args, tls, env)
         servers.append(instance)
         return instance.start()
 

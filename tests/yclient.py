@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -30,6 +30,19 @@ async def until(
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
+    """Await `check()` until it returns something truthy, and return that; fail after
+    `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {result!r} after {timeout}s")
         await asyncio.sleep(0.01)
 
 

@@ -13,6 +13,7 @@ from .nbmodel import (
     NbModelInputHandler,
     NbModelRequestHandler,
 )
+from .notifications import notification_handlers
 from .openapi import OpenAPIHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
@@ -26,6 +27,7 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/status", StatusHandler),
     (r"/api/datastore/openapi.json", OpenAPIHandler),
     *event_handlers,
+    *notification_handlers,
     (r"/api/datastore/executions", ExecutionsHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)", ExecutionHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)/input", ExecutionInputHandler),

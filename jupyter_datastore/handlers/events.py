@@ -38,7 +38,13 @@ from ..events.bus import EventFilter, Subscription, event_json
 from ..store.base import StoredEvent
 from .base import DatastoreHandler, authorized_to
 
-__all__ = ["EventSchemasHandler", "EventsHandler", "SubscribeHandler", "event_handlers"]
+__all__ = [
+    "EventSchemasHandler",
+    "EventSocket",
+    "EventsHandler",
+    "SubscribeHandler",
+    "event_handlers",
+]
 
 MAX_REPLAY = 10_000
 MAX_BATCH_INTERVAL = 60.0
@@ -123,20 +129,19 @@ class EventSchemasHandler(DatastoreHandler):
         self.finish(json.dumps(registered))
 
 
-class SubscribeHandler(JupyterHandler, websocket.WebSocketHandler):
-    """The subscription socket (see the module docstring)."""
+class EventSocket(JupyterHandler, websocket.WebSocketHandler):
+    """A WebSocket of the event bus: authenticated and authorised as jupyter_server's event
+    socket is (`execute` on `events`); a bad query is an HTTP error before the upgrade."""
 
     auth_resource = "events"
     websocket = True
 
-    def initialize(self) -> None:
-        self.subscription: Subscription | None = None
-        self.batch = 0.0
-        self._sender: asyncio.Task[None] | None = None
-
     @property
     def datastore(self) -> Datastore:
         return cast(Datastore, self.settings["datastore"])
+
+    def parse_query(self) -> None:
+        """Read the query into attributes; raise `DatastoreError` when it is bad."""
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -147,18 +152,28 @@ class SubscribeHandler(JupyterHandler, websocket.WebSocketHandler):
             raise web.HTTPError(403)
         try:
             await self.datastore.ready()
-            self._since = parse_since(self.get_query_argument("since", "0"))
-            self._filter = EventFilter.parse(
-                parse_filter_json(self.get_query_argument("filter", None))
-            )
-            self.batch = parse_batch(self.get_query_argument("batch", "0"))
-        except DatastoreError as exc:  # a bad query is an HTTP error, before the upgrade
+            self.parse_query()
+        except DatastoreError as exc:
             self.set_status(exc.status)
             self.finish(json.dumps(exc.body()))
             return
         result = super().get(*args, **kwargs)
         if result is not None:
             await result
+
+
+class SubscribeHandler(EventSocket):
+    """The subscription socket (see the module docstring)."""
+
+    def initialize(self) -> None:
+        self.subscription: Subscription | None = None
+        self.batch = 0.0
+        self._sender: asyncio.Task[None] | None = None
+
+    def parse_query(self) -> None:
+        self._since = parse_since(self.get_query_argument("since", "0"))
+        self._filter = EventFilter.parse(parse_filter_json(self.get_query_argument("filter", None)))
+        self.batch = parse_batch(self.get_query_argument("batch", "0"))
 
     async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         await self._subscribe(self._filter, self._since)
@@ -192,11 +207,17 @@ class SubscribeHandler(JupyterHandler, websocket.WebSocketHandler):
             pass
 
     async def _write_events(self, events: list[StoredEvent]) -> None:
+        """One frame per event (written back to back, then waited on once, so a slow
+        reader holds back only its own sender) or, batched, one array."""
+        encoded = [self.datastore.events.encoded(event) for event in events]
         if self.batch:
-            await self.write_message(json.dumps([event_json(e) for e in events]))
-        else:
-            for event in events:
-                await self.write_message(json.dumps(event_json(event)))
+            await self.write_message("[" + ",".join(encoded) + "]")
+            return
+        written = None
+        for text in encoded:
+            written = self.write_message(text)
+        if written is not None:
+            await written
 
     async def on_message(self, message: str | bytes) -> None:
         try:

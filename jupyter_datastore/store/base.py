@@ -158,6 +158,14 @@ class Store(ABC):
     @abstractmethod
     async def event_schemas(self) -> list[dict[str, Any]]: ...
 
+    @abstractmethod
+    async def get_cursor(self, name: str) -> int:
+        """The last event id a named consumer of the event log has processed (0: none)."""
+
+    @abstractmethod
+    async def set_cursor(self, name: str, event_id: int) -> None:
+        """Record a consumer's position in the event log; returns once it is committed."""
+
     # --- notifications (see `notifications/`): JSON objects with "id" and "recipient" ---
 
     @abstractmethod

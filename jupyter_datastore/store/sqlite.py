@@ -389,6 +389,20 @@ class SQLiteStore(Store):
 
         return await self._read(job)
 
+    async def get_cursor(self, name: str) -> int:
+        def job(db: sqlite3.Connection) -> int:
+            key = (f"cursor:{name}",)
+            row = db.execute("SELECT value FROM meta WHERE key = ?", key).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._read(job)
+
+    async def set_cursor(self, name: str, event_id: int) -> None:
+        row = (f"cursor:{name}", str(event_id))
+        self._write(
+            lambda db: db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", row)
+        )
+
     # --- notifications ---
 
     async def put_notifications(self, notifications: Sequence[dict[str, Any]]) -> None:
