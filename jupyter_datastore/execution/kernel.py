@@ -66,6 +66,7 @@ class Job:
     record: ExecutionRecord
     hint: int = 0
     """Where the cell was in the notebook when it was queued: where to look first."""
+    cancelled: bool = False
 
 
 @dataclass
@@ -179,8 +180,12 @@ class KernelRunner:
         self._wake.set()
 
     def cancel_queued(self, job: Job) -> bool:
+        """Take a job that has not started out of the queue; False once it runs."""
         if job in self.queue:
             self.queue.remove(job)
+            return True
+        if self.current is None or self.current.job is not job:
+            job.cancelled = True  # between the queue and the kernel: it stops before it runs
             return True
         return False
 
@@ -248,6 +253,8 @@ class KernelRunner:
                     reason = f"cell {record.cell_id} was deleted before it ran"
                     await self._finish_without_run(job, "cancelled", reason)
                     return
+            if job.cancelled:  # `Executor.cancel` has recorded it
+                return
             run = _Run(job, "", room, finder, CellOutputs(self.policy.output_limit))
             self._forget_previous(run)
             run.msg_id = client.execute(
