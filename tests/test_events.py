@@ -151,6 +151,13 @@ async def test_posted_event_is_stored_with_an_id_and_replayed(events) -> None:
         headers={"Prefer": "return=minimal"},
     )
     assert minimal.status_code == 204 and minimal.content == b""
+    # A browser's fetch (JupyterLab's EventManager wants 204), unless it asks for the event.
+    body = {"schema_id": SCHEMA_ID, "version": "1", "data": {"status": "ok"}}
+    browser = {"Sec-Fetch-Mode": "cors"}
+    assert (await events.http.post("/api/events", json=body, headers=browser)).status_code == 204
+    asked = {**browser, "Prefer": "return=representation"}
+    full = await events.http.post("/api/events", json=body, headers=asked)
+    assert full.status_code == 201 and full.json()["__id__"] > second["__id__"]
 
 
 async def test_bad_events_and_filters_get_clear_400s(events, server) -> None:

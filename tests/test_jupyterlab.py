@@ -44,6 +44,20 @@ PAGE_CONFIG = {
     "buildAvailable": False,
 }
 
+EMIT_FROM_PAGE = """async () => {
+  const xsrf = decodeURIComponent((document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || "");
+  const response = await fetch("/api/events", {
+    method: "POST",
+    headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+    body: JSON.stringify({
+      schema_id: "https://events.jupyter.org/jupyter_server/contents_service/v1",
+      version: 1,
+      data: {action: "get", path: "run.ipynb"},
+    }),
+  });
+  return response.status;
+}"""
+
 LOAD_TIMEOUT = 60_000  # ms: JupyterLab's first load on a slow machine
 SYNC_TIMEOUT = 10_000  # ms: an edit reaching the other page
 EDITOR = ".jp-Notebook .jp-Cell .jp-InputArea-editor .cm-content"
@@ -280,6 +294,8 @@ def test_jupyterlab_runs_cells_on_the_server_and_outputs_survive_the_tab(
         expect(tab.page.locator(outputs).first).to_contain_text(
             "hello from the server", timeout=SYNC_TIMEOUT * 3
         )
+        # An event posted from the page as JupyterLab's EventManager does: it needs a 204.
+        assert tab.page.evaluate(EMIT_FROM_PAGE) == 204
         records = server.get("/api/datastore/executions?path=run.ipynb")["executions"]
         assert len(records) == 1 and records[0]["kernel_id"] == session["kernel"]["id"]
         # The tab goes away mid-run; the server finishes the cell on its own.

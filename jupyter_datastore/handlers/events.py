@@ -7,8 +7,9 @@
     WS   /api/events/subscribe          live events, filtered, resumable, optionally batched
 
 These routes take precedence over jupyter_server's own (an extension's handlers are
-matched first); the POST body is jupyter_server's, and a client that wants its bodiless 204
-sends `Prefer: return=minimal`.
+matched first); the POST body is jupyter_server's. The answer is 201 with the stored event,
+or jupyter_server's bodiless 204 for `Prefer: return=minimal` and for browsers (JupyterLab's
+EventManager fails on anything but 204); `Prefer: return=representation` always gets 201.
 
 The subscription socket: the query may give `since` (resume after that event id: the stored
 events after it come first, then live ones, none twice), `filter` (JSON, see
@@ -90,12 +91,21 @@ class EventsHandler(DatastoreHandler):
         if missing:
             raise BadRequest(f"missing {', '.join(missing)} in the request body")
         event = await self.datastore.events.post(body["schema_id"], body["version"], body["data"])
-        if "return=minimal" in self.request.headers.get("Prefer", ""):
+        if self._minimal_answer():
             self.set_status(204)
             self.finish()
             return
         self.set_status(201)
         self.finish(json.dumps(event_json(event)))
+
+    def _minimal_answer(self) -> bool:
+        """jupyter_server's bodiless 204, for those who expect it: `Prefer: return=minimal`,
+        and browsers (their fetch sends `Sec-Fetch-Mode`), as JupyterLab's EventManager
+        treats any other status as a failure; `Prefer: return=representation` wins."""
+        prefer = self.request.headers.get("Prefer", "")
+        if "return=representation" in prefer:
+            return False
+        return "return=minimal" in prefer or "Sec-Fetch-Mode" in self.request.headers
 
     @web.authenticated
     @authorized
