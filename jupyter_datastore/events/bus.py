@@ -22,7 +22,7 @@ import contextvars
 import json
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +33,7 @@ from jupyter_events.schema import EventSchema
 from jupyter_events.schema_registry import SchemaRegistryException
 
 from ..errors import BadRequest, Conflict, NotFound
+from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
 from .catalog import load_schemas
 from .outbox import Outbox
@@ -146,10 +147,16 @@ class Subscription(Outbox[StoredEvent]):
         self.filter = event_filter
         self.after = 0
         """Events up to this id were delivered by a replay: live ones up to it are skipped."""
+        self.sink: Callable[[StoredEvent], None] | None = None
+        """Where accepted events go at once instead of the queue (a socket that sends
+        without blocking and bounds itself), once the consumer has caught up."""
 
     def offer(self, event: StoredEvent) -> None:
         if event.id > self.after and self.filter.accepts(event):
-            self.put(event)
+            if self.sink is not None and self.closed is None:
+                self.sink(event)
+            else:
+                self.put(event)
 
 
 class EventBus:
@@ -160,7 +167,7 @@ class EventBus:
         self.subscriptions: set[Subscription] = set()
         self._listening: set[str] = set()
         self._stopped = False
-        self._encoded: OrderedDict[int, str] = OrderedDict()
+        self._outgoing: OrderedDict[int, Outgoing] = OrderedDict()
         self._register = logger.register_event_schema
 
     # --- life cycle ---
@@ -293,14 +300,15 @@ class EventBus:
         except Exception:
             log.exception("cannot store an event of %s", schema_id)
 
-    def encoded(self, event: StoredEvent) -> str:
-        """`event_json` as text, encoded once however many subscribers send it."""
-        text = self._encoded.get(event.id)
-        if text is None:
-            text = self._encoded[event.id] = json.dumps(event_json(event))
-            while len(self._encoded) > _ENCODED_KEPT:
-                self._encoded.popitem(last=False)
-        return text
+    def outgoing(self, event: StoredEvent) -> Outgoing:
+        """`event_json` as a text message, encoded and framed once for every subscriber."""
+        message = self._outgoing.get(event.id)
+        if message is None:
+            text = json.dumps(event_json(event)).encode()
+            message = self._outgoing[event.id] = Outgoing(text, text=True)
+            while len(self._outgoing) > _ENCODED_KEPT:
+                self._outgoing.popitem(last=False)
+        return message
 
     async def _append(self, schema_id: str, version: str, data: dict[str, Any]) -> StoredEvent:
         event = await self.store.append_event(schema_id, version, utc_timestamp(), data)

@@ -17,37 +17,42 @@ events after it come first, then live ones, none twice), `filter` (JSON, see
 events). A client message `{"type": "subscribe", "filter"?, "since"?, "batch"?}` changes
 them on the open socket and is answered `{"__control__": "subscribed", "last_id"}`; a bad
 one is answered `{"__control__": "error", "detail"}` and changes nothing. Each event is a
-text frame as `event_json` makes it. A subscriber that falls more than 10,000 events behind
+text frame as `event_json` makes it. A subscriber that falls behind (more than the server's
+`peer_send_limit` bytes waiting, or 10,000 events queued while it catches up or is batched)
 is closed with 1013 and resumes with `since`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
+from tornado.iostream import StreamClosedError
 
 from ..datastore import Datastore
 from ..errors import BadRequest, DatastoreError, close_reason
-from ..events.bus import EventFilter, Subscription, event_json
-from ..store.base import StoredEvent
+from ..events.bus import EventBus, EventFilter, Subscription, event_json
+from ..protocol.frames import Outgoing
+from ..store.base import Store, StoredEvent
 from .base import DatastoreHandler, authorized_to
+from .websocket import WebSocket, handshake_response, keep_alive
 
 __all__ = [
     "EventSchemasHandler",
     "EventSocket",
     "EventsHandler",
     "SubscribeHandler",
+    "authorize_event_socket",
     "event_handlers",
 ]
 
 MAX_REPLAY = 10_000
+MAX_CONTROL_MESSAGE = 1 << 16  # bytes of a message a subscriber may send
 MAX_BATCH_INTERVAL = 60.0
 
 
@@ -139,9 +144,18 @@ class EventSchemasHandler(DatastoreHandler):
         self.finish(json.dumps(registered))
 
 
+async def authorize_event_socket(handler: JupyterHandler) -> None:
+    """As jupyter_server's event socket: `execute` on `events`, else 403."""
+    allowed = await ensure_async(
+        handler.authorizer.is_authorized(handler, handler.current_user, "execute", "events")
+    )
+    if not allowed:
+        raise web.HTTPError(403)
+
+
 class EventSocket(JupyterHandler, websocket.WebSocketHandler):
-    """A WebSocket of the event bus: authenticated and authorised as jupyter_server's event
-    socket is (`execute` on `events`); a bad query is an HTTP error before the upgrade."""
+    """A Tornado WebSocket of the event bus (the notification feed): authorised as
+    jupyter_server's event socket; a bad query is an HTTP error before the upgrade."""
 
     auth_resource = "events"
     websocket = True
@@ -155,11 +169,7 @@ class EventSocket(JupyterHandler, websocket.WebSocketHandler):
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        authorizer = self.authorizer
-        if not await ensure_async(
-            authorizer.is_authorized(self, self.current_user, "execute", "events")
-        ):
-            raise web.HTTPError(403)
+        await authorize_event_socket(self)
         try:
             await self.datastore.ready()
             self.parse_query()
@@ -172,64 +182,78 @@ class EventSocket(JupyterHandler, websocket.WebSocketHandler):
             await result
 
 
-class SubscribeHandler(EventSocket):
-    """The subscription socket (see the module docstring)."""
+class Subscriber:
+    """One subscription socket: replay, then live events, each frame built once per event
+    and written straight to the socket (`handlers/websocket.py`, as room peers are)."""
 
-    def initialize(self) -> None:
-        self.subscription: Subscription | None = None
+    _running: ClassVar[set[Subscriber]] = set()  # keeps live connections referenced
+
+    def __init__(self, bus: EventBus, store: Store, since: int, event_filter: EventFilter) -> None:
+        self.bus = bus
+        self.store = store
         self.batch = 0.0
+        self.socket: WebSocket | None = None
+        self.subscription: Subscription | None = None
+        self._since, self._filter = since, event_filter
         self._sender: asyncio.Task[None] | None = None
+        self._pending: asyncio.Task[None] | None = None  # a change of subscription under way
 
-    def parse_query(self) -> None:
-        self._since = parse_since(self.get_query_argument("since", "0"))
-        self._filter = EventFilter.parse(parse_filter_json(self.get_query_argument("filter", None)))
-        self.batch = parse_batch(self.get_query_argument("batch", "0"))
-
-    async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    async def run(self, socket: WebSocket, response: bytes) -> None:
+        try:
+            await socket.accept(response)
+        except StreamClosedError:
+            return
+        self.socket = socket
+        Subscriber._running.add(self)
         await self._subscribe(self._filter, self._since)
+        socket.start()
 
     async def _subscribe(self, event_filter: EventFilter, since: int) -> None:
         """(Re)start the subscription: live events queue up while the log is replayed."""
-        bus = self.datastore.events
         if self.subscription is not None:
-            bus.unsubscribe(self.subscription)
+            self.bus.unsubscribe(self.subscription)
         if self._sender is not None:
             self._sender.cancel()
-        subscription = self.subscription = bus.subscribe(event_filter)
-        history = await bus.catch_up(subscription, since) if since else iter(())
-        self._sender = asyncio.ensure_future(self._send(subscription, list(history)))
+        subscription = self.subscription = self.bus.subscribe(event_filter)
+        history = list(await self.bus.catch_up(subscription, since)) if since else []
+        self._sender = asyncio.ensure_future(self._send(subscription, history))
 
     async def _send(self, subscription: Subscription, history: list[StoredEvent]) -> None:
-        try:
-            if history:
-                await self._write_events(history)
-            while True:
-                events = await subscription.next()
-                if subscription.closed is not None:
-                    if subscription.closed == "overflow":
-                        reason = {"error": "slow_subscriber", "detail": "resume with ?since="}
-                        self.close(1013, close_reason(reason))
-                    return
-                await self._write_events(events)
-                if self.batch:
-                    await asyncio.sleep(self.batch)
-        except websocket.WebSocketClosedError:
-            pass
+        socket = self.socket
+        assert socket is not None
+        if history:
+            self._write(socket, history)
+        if not self.batch:
+            # Caught up: what queued meanwhile, then each event straight to the socket as it
+            # is stored (no task switch per subscriber); the socket closes a slow reader.
+            self._write(socket, list(subscription.queue))
+            subscription.queue.clear()
+            subscription.sink = lambda event: socket.send(self.bus.outgoing(event))
+        while not socket.closed:
+            events = await subscription.next()
+            if subscription.closed is not None:
+                if subscription.closed == "overflow":
+                    reason = {"error": "slow_subscriber", "detail": "resume with ?since="}
+                    socket.close(1013, close_reason(reason))
+                return
+            self._write(socket, events)
+            if self.batch:
+                await asyncio.sleep(self.batch)
 
-    async def _write_events(self, events: list[StoredEvent]) -> None:
-        """One frame per event (written back to back, then waited on once, so a slow
-        reader holds back only its own sender) or, batched, one array."""
-        encoded = [self.datastore.events.encoded(event) for event in events]
+    def _write(self, socket: WebSocket, events: list[StoredEvent]) -> None:
+        messages = [self.bus.outgoing(event) for event in events]
         if self.batch:
-            await self.write_message("[" + ",".join(encoded) + "]")
-            return
-        written = None
-        for text in encoded:
-            written = self.write_message(text)
-        if written is not None:
-            await written
+            joined = b"[" + b",".join(m.message for m in messages) + b"]"
+            socket.send(Outgoing(joined, text=True))
+        else:
+            for message in messages:
+                socket.send(message)
 
-    async def on_message(self, message: str | bytes) -> None:
+    def _control(self, body: dict[str, Any]) -> None:
+        if self.socket is not None:
+            self.socket.send(Outgoing(json.dumps(body).encode(), text=True))
+
+    def on_message(self, message: bytes | str) -> None:
         try:
             request = json.loads(message)
             if not isinstance(request, dict) or request.get("type") != "subscribe":
@@ -239,20 +263,51 @@ class SubscribeHandler(EventSocket):
             batch = parse_batch(request.get("batch", self.batch))
         except (ValueError, DatastoreError) as exc:
             detail = exc.detail if isinstance(exc, DatastoreError) else f"not JSON: {exc}"
-            with contextlib.suppress(websocket.WebSocketClosedError):
-                await self.write_message(json.dumps({"__control__": "error", "detail": detail}))
+            self._control({"__control__": "error", "detail": detail})
             return
         self.batch = batch
-        last = await self.datastore.store.last_event_id()
-        with contextlib.suppress(websocket.WebSocketClosedError):
-            await self.write_message(json.dumps({"__control__": "subscribed", "last_id": last}))
+        task = asyncio.ensure_future(self._resubscribe(event_filter, since))
+        self._pending = task  # referenced until done
+
+    async def _resubscribe(self, event_filter: EventFilter, since: int) -> None:
+        last = await self.store.last_event_id()
+        self._control({"__control__": "subscribed", "last_id": last})
         await self._subscribe(event_filter, since)
 
-    def on_close(self) -> None:
+    def on_closed(self) -> None:
+        Subscriber._running.discard(self)
         if self.subscription is not None:
-            self.datastore.events.unsubscribe(self.subscription)
+            self.bus.unsubscribe(self.subscription)
         if self._sender is not None:
             self._sender.cancel()
+
+
+class SubscribeHandler(DatastoreHandler):
+    """The subscription socket (see the module docstring)."""
+
+    auth_resource = "events"
+    websocket = True
+
+    @ws_authenticated
+    async def get(self) -> None:
+        await authorize_event_socket(self)
+        since = parse_since(self.get_query_argument("since", "0"))
+        event_filter = EventFilter.parse(parse_filter_json(self.get_query_argument("filter", None)))
+        batch = parse_batch(self.get_query_argument("batch", "0"))
+        response = handshake_response(self.request.headers)
+        datastore = self.datastore
+        subscriber = Subscriber(datastore.events, datastore.store, since, event_filter)
+        subscriber.batch = batch
+        socket = WebSocket(
+            self.detach(),
+            on_message=subscriber.on_message,
+            on_closed=subscriber.on_closed,
+            max_message_size=MAX_CONTROL_MESSAGE,
+            send_limit=datastore.limits.peer_send_limit,
+            keep_alive=keep_alive(self.settings),
+            name="events",
+        )
+        await subscriber.run(socket, response)
 
 
 event_handlers: list[tuple[str, Any]] = [

@@ -20,7 +20,7 @@ A request that is not a valid opening handshake gets an HTTP error instead (400,
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -33,7 +33,7 @@ from ..errors import BadRequest, DatastoreError, SessionExpired
 from ..protocol.messages import ProtocolError, parse_message
 from ..rooms import Room
 from .base import DatastoreHandler
-from .websocket import WebSocket, handshake_response
+from .websocket import WebSocket, handshake_response, keep_alive
 
 __all__ = ["RoomHandler", "RoomPeer"]
 
@@ -128,13 +128,7 @@ class RoomHandler(DatastoreHandler):
             on_closed=peer.on_closed,
             max_message_size=datastore.limits.max_message_size,
             send_limit=datastore.limits.peer_send_limit,
-            keep_alive=self._keep_alive(),
+            keep_alive=keep_alive(self.settings),
             name=name,
         )
         await peer.run(socket, response)
-
-    def _keep_alive(self) -> tuple[float, float]:
-        """jupyter_server's websocket_ping_interval and _timeout, in seconds (30 s each)."""
-        interval: Any = self.settings.get("websocket_ping_interval") or 30
-        timeout: Any = self.settings.get("websocket_ping_timeout") or interval
-        return float(interval), float(timeout)

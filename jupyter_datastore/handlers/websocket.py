@@ -32,7 +32,7 @@ from websockets.protocol import CLOSED, OPEN, SERVER, Protocol
 from ..errors import BadRequest, close_reason
 from ..protocol.frames import Outgoing
 
-__all__ = ["WebSocket", "handshake_response"]
+__all__ = ["WebSocket", "handshake_response", "keep_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,13 @@ def handshake_response(headers: HTTPHeaders) -> bytes:
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
     ).encode()
+
+
+def keep_alive(settings: dict[str, Any]) -> tuple[float, float]:
+    """jupyter_server's websocket_ping_interval and _timeout, in seconds (30 s each)."""
+    interval: Any = settings.get("websocket_ping_interval") or 30
+    timeout: Any = settings.get("websocket_ping_timeout") or interval
+    return float(interval), float(timeout)
 
 
 class WebSocket:

@@ -4,33 +4,38 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["Outgoing", "websocket_binary_frame"]
+__all__ = ["Outgoing", "websocket_frame"]
+
+_BINARY, _TEXT = 0x82, 0x81  # FIN bit and the opcode
 
 
-def websocket_binary_frame(payload: bytes) -> bytes:
-    """An unmasked, final, binary WebSocket frame (RFC 6455 section 5.2), as a server sends."""
+def websocket_frame(payload: bytes, *, text: bool = False) -> bytes:
+    """An unmasked, final WebSocket frame (RFC 6455 section 5.2), as a server sends."""
+    first = _TEXT if text else _BINARY
     length = len(payload)
     if length < 126:
-        header = bytes((0x82, length))
+        header = bytes((first, length))
     elif length < 65536:
-        header = struct.pack("!BBH", 0x82, 126, length)
+        header = struct.pack("!BBH", first, 126, length)
     else:
-        header = struct.pack("!BBQ", 0x82, 127, length)
+        header = struct.pack("!BBQ", first, 127, length)
     return header + payload
 
 
 class Outgoing:
-    """One message for many peers: the WebSocket frame is built on first use, then shared."""
+    """One message for many peers: the WebSocket frame is built on first use, then shared.
+    A text message (`text=True`) must be UTF-8."""
 
-    __slots__ = ("_frame", "message")
+    __slots__ = ("_frame", "message", "text")
 
-    def __init__(self, message: bytes) -> None:
+    def __init__(self, message: bytes, *, text: bool = False) -> None:
         self.message = message
+        self.text = text
         self._frame: bytes | None = None
 
     @property
     def websocket_frame(self) -> bytes:
         frame = self._frame
         if frame is None:
-            frame = self._frame = websocket_binary_frame(self.message)
+            frame = self._frame = websocket_frame(self.message, text=self.text)
         return frame

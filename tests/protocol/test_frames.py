@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_datastore.protocol.frames import Outgoing, websocket_binary_frame
+from jupyter_datastore.protocol.frames import Outgoing, websocket_frame
 
 
 @pytest.mark.parametrize(
@@ -19,10 +19,15 @@ from jupyter_datastore.protocol.frames import Outgoing, websocket_binary_frame
 )
 def test_frame_header_by_length(length: int, header: bytes) -> None:
     payload = b"x" * length
-    assert websocket_binary_frame(payload) == header + payload
+    assert websocket_frame(payload) == header + payload
+    assert websocket_frame(payload, text=True) == bytes([0x81]) + header[1:] + payload
 
 
 def test_outgoing_frames_once() -> None:
     message = Outgoing(b"abc")
     assert message.websocket_frame is message.websocket_frame
     assert message.websocket_frame == b"\x82\x03abc"
+
+
+def test_text_messages_get_text_frames() -> None:
+    assert Outgoing("é".encode(), text=True).websocket_frame == b"\x81\x02\xc3\xa9"
