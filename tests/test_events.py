@@ -307,3 +307,38 @@ async def test_events_survive_a_restart_and_server_events_are_stored(make_server
         assert again["__id__"] > posted["__id__"]
     finally:
         await events.close()
+
+
+async def test_a_subscriber_that_stops_reading_is_closed_and_resumes_losing_nothing(
+    make_server,
+) -> None:
+    server = make_server(["--DatastoreApp.peer_send_limit=1000000"])
+    events = Events(server)
+    try:
+        await registered(events, SCHEMA_ID)
+        slow = await events.subscribe(filter=json.dumps({"schema_ids": [SCHEMA_ID]}))
+        slow._reader.cancel()  # it stops reading: the server's buffer for it fills up
+        big = "x" * 200_000
+        posted = [
+            (await events.post(SCHEMA_ID, {"status": "ok", "target": f"{i}{big}"})).json()
+            for i in range(60)
+        ]
+        received, code = [], None
+        try:
+            async for message in slow.ws:
+                received.append(json.loads(message))
+        except websockets.ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+        code = code or (slow.ws.close_rcvd.code if slow.ws.close_rcvd else None)
+        assert code == 1013, code
+        assert len(received) < len(posted)
+        last = received[-1]["__id__"] if received else posted[0]["__id__"] - 1
+        resumed = await events.subscribe(since=last, filter=json.dumps({"schema_ids": [SCHEMA_ID]}))
+        try:
+            await until(lambda: len(received) + len(resumed.events) == len(posted))
+            ids = [e["__id__"] for e in received + resumed.events]
+            assert ids == [p["__id__"] for p in posted]
+        finally:
+            await resumed.close()
+    finally:
+        await events.close()
