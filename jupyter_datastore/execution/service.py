@@ -103,7 +103,8 @@ class Executor:
         for record in records:
             record.reason = f"the server stopped while it was {record.status.replace('_', ' ')}"
             record.status, record.finished_at = "lost", utc_now()
-            await self.store.put_execution(record.stored())
+        await self.store.put_executions([record.stored() for record in records])
+        for record in records:
             self.emit(EXECUTION, execution_event("finished", record))
         if records:
             log.warning("%d executions were cut short by the server stopping", len(records))
@@ -205,9 +206,10 @@ class Executor:
         return record
 
     async def _enqueue(self, kernel_id: str, jobs: list[Job]) -> None:
+        """Store the queued records (one commit), then hand them to their kernel's queue."""
+        await self.store.put_executions([job.record.stored() for job in jobs])
         for job in jobs:
             self.jobs[job.record.id] = job
-            await self.store.put_execution(job.record.stored())
             self.emit(EXECUTION, execution_event("queued", job.record))
         self._runner(kernel_id).submit(jobs)
 
@@ -314,7 +316,7 @@ class Executor:
             task.add_done_callback(self._stopping.discard)
 
     async def _persist(self, record: ExecutionRecord) -> None:
-        await self.store.put_execution(record.stored())
+        await self.store.put_executions([record.stored()])
         if not record.active:
             self.jobs.pop(record.id, None)
 

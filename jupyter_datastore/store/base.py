@@ -109,8 +109,8 @@ class Store(ABC):
     # --- execution records (see `execution/records.py`): JSON objects keyed by "id" ---
 
     @abstractmethod
-    async def put_execution(self, record: dict[str, Any]) -> None:
-        """Insert or replace a record; returns once it is committed."""
+    async def put_executions(self, records: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace records, in one commit; returns once it is committed."""
 
     @abstractmethod
     async def get_execution(self, execution_id: str) -> dict[str, Any] | None: ...

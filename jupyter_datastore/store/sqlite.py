@@ -272,20 +272,23 @@ class SQLiteStore(Store):
 
     # --- execution records ---
 
-    async def put_execution(self, record: dict[str, Any]) -> None:
-        row = (
-            record["id"],
-            record.get("room_id"),
-            record.get("kernel_id"),
-            record["status"],
-            record["created_at"],
-            json.dumps(record),
-        )
+    async def put_executions(self, records: Sequence[dict[str, Any]]) -> None:
+        rows = [
+            (
+                r["id"],
+                r.get("room_id"),
+                r.get("kernel_id"),
+                r["status"],
+                r["created_at"],
+                json.dumps(r),
+            )
+            for r in records
+        ]
         self._write(
-            lambda db: db.execute(
+            lambda db: db.executemany(
                 "INSERT OR REPLACE INTO executions (id, room, kernel_id, status, created, data)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                row,
+                rows,
             )
         )
 
