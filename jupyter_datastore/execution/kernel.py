@@ -471,10 +471,13 @@ class KernelRunner:
 
     def _on_iopub(self, batch: list[dict[str, Any]]) -> None:
         run = self.current
-        mine = [
-            m for m in batch if run is not None and m["parent_header"].get("msg_id") == run.msg_id
-        ]
-        updates = [m for m in batch if m["msg_type"] == "update_display_data" and m not in mine]
+        mine: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []  # display updates from other requests
+        for msg in batch:
+            if run is not None and msg["parent_header"].get("msg_id") == run.msg_id:
+                mine.append(msg)
+            elif msg["msg_type"] == "update_display_data":
+                updates.append(msg)
         if run is not None and mine:
             self._write(run, lambda cell: self._apply(run, cell, mine))
         for msg in updates:
