@@ -230,14 +230,14 @@ class KernelRunner:
                 raise
             except Exception:
                 log.exception("execution %s failed in the server", job.record.id)
-                await self._finish_without_run(job, "error", "the server failed to run it")
+                await self.finish_unrun(job, "error", "the server failed to run it")
 
     async def _run(self, job: Job) -> None:
         record = job.record
         try:
             client = await self._ensure_client()
         except KernelGone as exc:
-            await self._finish_without_run(job, "lost", str(exc))
+            await self.finish_unrun(job, "lost", str(exc))
             self._fail_queue("lost", str(exc))
             return
         hold = self.rooms.hold(record.room_id) if record.room_id else _no_room()
@@ -251,7 +251,7 @@ class KernelRunner:
                     code = str(cell.get("source", "")) if cell is not None else None
                 if code is None:
                     reason = f"cell {record.cell_id} was deleted before it ran"
-                    await self._finish_without_run(job, "cancelled", reason)
+                    await self.finish_unrun(job, "cancelled", reason)
                     return
             if job.cancelled:  # `Executor.cancel` has recorded it
                 return
@@ -345,33 +345,24 @@ class KernelRunner:
         self.emit(EXECUTION, execution_event("finished", record))
         log.info("execution %s of cell %s: %s", record.id, record.cell_id, status)
 
-    async def _finish_without_run(self, job: Job, status: Status, reason: str) -> None:
+    async def finish_unrun(self, job: Job, status: Status, reason: str) -> None:
+        """End a job that never reached the kernel: its record, and its cell back to idle."""
         record = job.record
         record.status, record.reason, record.finished_at = status, reason, utc_now()
         if record.room_id and record.cell_id:
-            await self._set_idle(record.room_id, record.cell_id)
+            await set_idle(self.rooms, record.room_id, [record.cell_id])
         await self.persist(record)
         self.emit(EXECUTION, execution_event("finished", record))
-
-    async def _set_idle(self, room_id: str, cell_id: str) -> None:
-        try:
-            async with self.rooms.hold(room_id) as room:
-                with room.document(EXECUTOR) as doc:
-                    cell = CellFinder(cell_id).find(doc)
-                    if cell is not None:
-                        mark_idle(cell)
-        except Exception as exc:
-            log.warning("cannot reset cell %s in %s: %s", cell_id, room_id, exc)
 
     async def _cancel_batch(self, batch_id: str, reason: str) -> None:
         for job in [job for job in self.queue if job.record.batch_id == batch_id]:
             self.queue.remove(job)
-            await self._finish_without_run(job, "cancelled", reason)
+            await self.finish_unrun(job, "cancelled", reason)
 
     def _fail_queue(self, status: Status, reason: str) -> None:
         jobs, self.queue = list(self.queue), deque()
         for job in jobs:
-            self._spawn(self._finish_without_run(job, status, reason))
+            self._spawn(self.finish_unrun(job, status, reason))
 
     # --- the document ---
 
@@ -572,8 +563,19 @@ class KernelRunner:
             await self._close(run, "lost")
         jobs, self.queue = list(self.queue), deque()
         for job in jobs:
-            await self._finish_without_run(job, "lost", reason)
+            await self.finish_unrun(job, "lost", reason)
         self._drop_client()
+
+
+async def set_idle(rooms: RoomManager, room_id: str, cell_ids: list[str]) -> None:
+    """Cells of a document stop showing `[*]` (runs that ended without the kernel)."""
+    try:
+        async with rooms.hold(room_id) as room:
+            with room.document(EXECUTOR) as doc:
+                for cell_id in cell_ids:
+                    mark_idle(CellFinder(cell_id).find(doc))
+    except Exception as exc:
+        log.warning("cannot reset cells %s of %s: %s", cell_ids, room_id, exc)
 
 
 @contextlib.asynccontextmanager

@@ -32,8 +32,8 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..store.base import Store
-from .cells import EXECUTOR, CellFinder, find_cells, mark_idle, mark_running
-from .kernel import ExecutionPolicy, Job, KernelRunner, execution_event
+from .cells import EXECUTOR, CellFinder, find_cells, mark_running
+from .kernel import ExecutionPolicy, Job, KernelRunner, execution_event, set_idle
 from .records import ACTIVE, ExecutionRecord, utc_now
 
 __all__ = ["ExecuteRequest", "Executor", "source_hash"]
@@ -117,15 +117,7 @@ class Executor:
             if record.room_id and record.cell_id:
                 by_room.setdefault(record.room_id, []).append(record.cell_id)
         for room_id, cell_ids in by_room.items():
-            try:
-                async with self.rooms.hold(room_id) as room:
-                    with room.document(EXECUTOR) as doc:
-                        for cell_id in cell_ids:
-                            cell = CellFinder(cell_id).find(doc)
-                            if cell is not None:
-                                mark_idle(cell)
-            except Exception as exc:
-                log.warning("cannot reset the cells of %s: %s", room_id, exc)
+            await set_idle(self.rooms, room_id, cell_ids)
 
     async def stop(self) -> None:
         if self._recovery is not None:
@@ -278,16 +270,7 @@ class Executor:
         if job is None or runner is None:
             raise Conflict(f"execution {execution_id} has already ended ({record.status})")
         if runner.cancel_queued(job):
-            record.status, record.reason = "cancelled", "cancelled on request"
-            record.finished_at = utc_now()
-            if record.room_id and record.cell_id:
-                async with self.rooms.hold(record.room_id) as room:
-                    with room.document(EXECUTOR) as doc:
-                        cell = CellFinder(record.cell_id).find(doc)
-                        if cell is not None:
-                            mark_idle(cell)
-            await self._persist(record)
-            self.emit(EXECUTION, execution_event("finished", record))
+            await runner.finish_unrun(job, "cancelled", "cancelled on request")
         else:
             await runner.interrupt()
         return record
