@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import sys
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -348,17 +349,11 @@ class EventBus:
         self.subscriptions.discard(subscription)
         subscription.close("unsubscribed")
 
-    async def catch_up(self, subscription: Subscription, since: int) -> Iterator[StoredEvent]:
+    async def catch_up(self, subscription: Subscription, since: int) -> list[StoredEvent]:
         """The stored events after `since` for a subscription that is already live; its live
         queue then skips what the replay delivered."""
-        replayed: list[StoredEvent] = []
-        while True:
-            page = await self.replay(since, subscription.filter)
-            replayed += page
-            if len(page) < _REPLAY_PAGE:
-                break
-            since = page[-1].id
+        replayed = await self.replay(since, subscription.filter, limit=sys.maxsize)
         if replayed:
             subscription.after = replayed[-1].id
             subscription.queue = deque(e for e in subscription.queue if e.id > subscription.after)
-        return iter(replayed)
+        return replayed

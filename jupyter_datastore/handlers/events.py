@@ -215,7 +215,7 @@ class Subscriber:
         if self._sender is not None:
             self._sender.cancel()
         subscription = self.subscription = self.bus.subscribe(event_filter)
-        history = list(await self.bus.catch_up(subscription, since)) if since else []
+        history = await self.bus.catch_up(subscription, since) if since else []
         self._sender = asyncio.ensure_future(self._send(subscription, history))
 
     async def _send(self, subscription: Subscription, history: list[StoredEvent]) -> None:

@@ -136,7 +136,7 @@ class Notifications:
         self.feeds.clear()
 
     async def _catch_up(self, subscription: Subscription) -> None:
-        history = list(await self.bus.catch_up(subscription, self._processed))
+        history = await self.bus.catch_up(subscription, self._processed)
         for start in range(0, len(history), _PAGE):
             await self._handle(history[start : start + _PAGE], replayed=True)
         if self._processed != self._saved:
