@@ -308,7 +308,8 @@ class SQLiteStore(Store):
         statuses: Sequence[str] = (),
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        where, values = ["1"], []
+        where: list[str] = []
+        values: list[Any] = []
         for column, value in (("room", room), ("kernel_id", kernel_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -316,8 +317,14 @@ class SQLiteStore(Store):
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             values.extend(statuses)
+        return await self._newest("executions", where, values, limit)
+
+    async def _newest(
+        self, table: str, where: list[str], values: list[Any], limit: int
+    ) -> list[dict[str, Any]]:
+        """The JSON `data` of a table's rows matching all conditions, newest first."""
         query = (
-            f"SELECT data FROM executions WHERE {' AND '.join(where)}"
+            f"SELECT data FROM {table} WHERE {' AND '.join(where) or '1'}"
             " ORDER BY created DESC, rowid DESC LIMIT ?"
         )
 
@@ -442,15 +449,7 @@ class SQLiteStore(Store):
         if until is not None:
             where.append("created < ?")
             values.append(until)
-        query = (
-            f"SELECT data FROM notifications WHERE {' AND '.join(where)}"
-            " ORDER BY created DESC, rowid DESC LIMIT ?"
-        )
-
-        def job(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            return [dict(json.loads(r[0])) for r in db.execute(query, (*values, limit))]
-
-        return await self._read(job)
+        return await self._newest("notifications", where, values, limit)
 
     async def get_notification(self, recipient: str, notification_id: str) -> dict[str, Any] | None:
         def job(db: sqlite3.Connection) -> dict[str, Any] | None:
