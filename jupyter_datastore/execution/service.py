@@ -227,7 +227,7 @@ class Executor:
             file_id = self.ids.file_id(path)
             if file_id is None:
                 return []
-            room = f"json:notebook:{file_id}"
+            room = _notebook_room(file_id)
         stored = await self.store.list_executions(room=room, kernel_id=kernel_id, limit=limit)
         records = [ExecutionRecord.from_stored(data) for data in stored]
         return [self.jobs[r.id].record if r.id in self.jobs else r for r in records]
@@ -318,12 +318,12 @@ class Executor:
         if not path.endswith(".ipynb"):
             raise BadRequest(f"{path} is not a notebook (.ipynb)")
         known = self.ids.file_id(path)
-        if known is not None and f"json:notebook:{known}" in self.rooms.rooms:
-            return _Target(f"json:notebook:{known}", path)  # open: no need to look on disk
+        if known is not None and _notebook_room(known) in self.rooms.rooms:
+            return _Target(_notebook_room(known), path)  # open: no need to look on disk
         if not await self.io.exists(path):
             raise NotFound(f"no notebook at {path}")
         file_id, _ = self.ids.index(path)
-        return _Target(f"json:notebook:{file_id}", path)
+        return _Target(_notebook_room(file_id), path)
 
     @staticmethod
     def _check_cells(
@@ -385,6 +385,10 @@ class Executor:
                 if kernel_id in self.kernels:
                     return dict(session)
         return None
+
+
+def _notebook_room(file_id: str) -> str:
+    return f"json:notebook:{file_id}"
 
 
 def _check_cell_ids(cell_ids: Any) -> list[str]:

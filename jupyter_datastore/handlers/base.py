@@ -19,7 +19,7 @@ from tornado.web import HTTPError
 from ..datastore import Datastore
 from ..errors import BadRequest, DatastoreError
 
-__all__ = ["DatastoreHandler", "authorized_to", "error_body"]
+__all__ = ["DatastoreHandler", "authorized_to", "error_body", "user_name_of"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
     return {"error": "server_error", "detail": detail, "message": detail}
 
 
+def user_name_of(handler: Any) -> str | None:
+    """The authenticated user's name (jupyter_server's identity), if it has one."""
+    name = getattr(handler.current_user, "username", None)
+    return name if isinstance(name, str) and name else None
+
+
 class DatastoreHandler(APIHandler):
     @property
     def datastore(self) -> Datastore:
@@ -55,10 +61,7 @@ class DatastoreHandler(APIHandler):
 
     @property
     def user_name(self) -> str | None:
-        """The authenticated user's name (jupyter_server's identity)."""
-        user = self.current_user
-        name = getattr(user, "username", None)
-        return name if isinstance(name, str) else None
+        return user_name_of(self)
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()

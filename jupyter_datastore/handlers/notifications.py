@@ -34,7 +34,7 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import BadRequest, DatastoreError, close_reason
 from ..notifications import Feed, parse_time
-from .base import DatastoreHandler
+from .base import DatastoreHandler, user_name_of
 from .events import EventSocket
 
 __all__ = [
@@ -66,8 +66,8 @@ def parse_limit(raw: str) -> int:
 
 def user_name(handler: JupyterHandler) -> str:
     """The caller's jupyter_server user name: whose notifications these are."""
-    name = getattr(handler.current_user, "username", None)
-    if not isinstance(name, str) or not name:
+    name = user_name_of(handler)
+    if name is None:
         raise web.HTTPError(403, "notifications need an identified user")
     return name
 

@@ -32,7 +32,7 @@ from ..documents import GLOBAL_AWARENESS
 from ..errors import BadRequest, DatastoreError, SessionExpired
 from ..protocol.messages import ProtocolError, parse_message
 from ..rooms import Room
-from .base import DatastoreHandler
+from .base import DatastoreHandler, user_name_of
 from .websocket import WebSocket, handshake_response, keep_alive
 
 __all__ = ["RoomHandler", "RoomPeer"]
@@ -121,7 +121,7 @@ class RoomHandler(DatastoreHandler):
         response = handshake_response(self.request.headers)
         datastore = self.datastore
         session_id = self.get_query_argument("sessionId", None)
-        peer = RoomPeer(datastore, name, session_id, getattr(user, "username", None))
+        peer = RoomPeer(datastore, name, session_id, user_name_of(self))
         socket = WebSocket(
             self.detach(),
             on_message=peer.on_message,
