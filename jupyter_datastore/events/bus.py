@@ -152,6 +152,13 @@ class Subscription(Outbox[StoredEvent]):
         """Where accepted events go at once instead of the queue (a socket that sends
         without blocking and bounds itself), once the consumer has caught up."""
 
+    def attach(self, sink: Callable[[StoredEvent], None]) -> list[StoredEvent]:
+        """Hand accepted events to `sink` at once from now on; returns what queued before."""
+        waiting = list(self.queue)
+        self.queue.clear()
+        self.sink = sink
+        return waiting
+
     def offer(self, event: StoredEvent) -> None:
         if event.id > self.after and self.filter.accepts(event):
             if self.sink is not None and self.closed is None:

@@ -188,24 +188,25 @@ class Subscriber:
 
     _running: ClassVar[set[Subscriber]] = set()  # keeps live connections referenced
 
-    def __init__(self, bus: EventBus, store: Store, since: int, event_filter: EventFilter) -> None:
+    def __init__(self, bus: EventBus, store: Store, batch: float) -> None:
         self.bus = bus
         self.store = store
-        self.batch = 0.0
+        self.batch = batch
         self.socket: WebSocket | None = None
         self.subscription: Subscription | None = None
-        self._since, self._filter = since, event_filter
         self._sender: asyncio.Task[None] | None = None
         self._pending: asyncio.Task[None] | None = None  # a change of subscription under way
 
-    async def run(self, socket: WebSocket, response: bytes) -> None:
+    async def run(
+        self, socket: WebSocket, response: bytes, event_filter: EventFilter, since: int
+    ) -> None:
         try:
             await socket.accept(response)
         except StreamClosedError:
             return
         self.socket = socket
         Subscriber._running.add(self)
-        await self._subscribe(self._filter, self._since)
+        await self._subscribe(event_filter, since)
         socket.start()
 
     async def _subscribe(self, event_filter: EventFilter, since: int) -> None:
@@ -226,9 +227,7 @@ class Subscriber:
         if not self.batch:
             # Caught up: what queued meanwhile, then each event straight to the socket as it
             # is stored (no task switch per subscriber); the socket closes a slow reader.
-            self._write(socket, list(subscription.queue))
-            subscription.queue.clear()
-            subscription.sink = lambda event: socket.send(self.bus.outgoing(event))
+            self._write(socket, subscription.attach(lambda e: socket.send(self.bus.outgoing(e))))
         while not socket.closed:
             events = await subscription.next()
             if subscription.closed is not None:
@@ -296,8 +295,7 @@ class SubscribeHandler(DatastoreHandler):
         batch = parse_batch(self.get_query_argument("batch", "0"))
         response = handshake_response(self.request.headers)
         datastore = self.datastore
-        subscriber = Subscriber(datastore.events, datastore.store, since, event_filter)
-        subscriber.batch = batch
+        subscriber = Subscriber(datastore.events, datastore.store, batch)
         socket = WebSocket(
             self.detach(),
             on_message=subscriber.on_message,
@@ -307,7 +305,7 @@ class SubscribeHandler(DatastoreHandler):
             keep_alive=keep_alive(self.settings),
             name="events",
         )
-        await subscriber.run(socket, response)
+        await subscriber.run(socket, response, event_filter, since)
 
 
 event_handlers: list[tuple[str, Any]] = [
