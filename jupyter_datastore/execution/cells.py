@@ -246,6 +246,16 @@ class CellOutputs:
         if not self.budget.admit(size):
             self._mark_truncated(youts)
             return
+        self._add(youts, output, display_id, size)
+
+    def _add(
+        self,
+        youts: Array[Any] | None,
+        output: dict[str, Any],
+        display_id: str | None = None,
+        size: int = 0,
+    ) -> None:
+        """A new last output, in the mirror and in the document."""
         self._seal_stream()
         self.outputs.append(output)
         self.display_ids.append(display_id)
@@ -260,14 +270,8 @@ class CellOutputs:
                 self.budget.drop(len(chunk.encode()))
                 self._mark_truncated(youts)
                 return
-            self._seal_stream()
+            self._add(youts, {"output_type": "stream", "name": name, "text": ""})
             self._stream = StreamText()
-            output = {"output_type": "stream", "name": name, "text": ""}
-            self.outputs.append(output)
-            self.display_ids.append(None)
-            self._sizes.append(0)
-            if youts is not None:
-                youts.append(new_output(output))
         stream = self._stream
         room = self.budget.room()
         data = chunk.encode()
@@ -296,13 +300,8 @@ class CellOutputs:
         """Show, as the last output, how much was cut and why (kept up to date)."""
         notice = {"output_type": "stream", "name": "stderr", "text": self.budget.notice() + "\n"}
         if self._notice is None:
-            self._seal_stream()
             self._notice = len(self.outputs)
-            self.outputs.append(notice)
-            self.display_ids.append(None)
-            self._sizes.append(0)
-            if youts is not None:
-                youts.append(new_output(notice))
+            self._add(youts, notice)
         elif self.outputs[self._notice] != notice:
             self.outputs[self._notice] = notice
             if youts is not None:
