@@ -7,7 +7,9 @@ a saturating fan-out, cold opens of 1,000- and 5,000-cell notebooks, and memory 
 room; and server-side execution against jupyter-server-nbmodel (on jupyter-collaboration 5,
 in a venv of its own): first-output latency, server CPU of a flooding cell, and edit latency
 in another notebook meanwhile; and events against jupyter_server's own /api/events: events
-per second from POST to 100 subscribers, and the latency of each delivery. Prints a table
+per second from POST to 100 subscribers, and the latency of each delivery; and the server's
+state: how soon a client sees a kernel, a save, a session or a terminal that the REST API
+made (our state room against jupyter_server's event stream). Prints a table
 of both figures and their ratio (ours / anchor) against the project's goals, and writes
 everything as JSON under benchmarks/results/.
 """
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,10 +35,11 @@ import execution
 import fanout
 import opening
 import servers
+import state
 from servers import Server
 
 RESULTS = servers.HERE / "results"
-PARTS = ("fanout", "open", "memory", "execution", "events")
+PARTS = ("fanout", "open", "memory", "execution", "events", "state")
 T = TypeVar("T")
 
 
@@ -55,6 +58,7 @@ class Plan:
     events_sequential: int
     """Events POSTed one at a time to the subscribers."""
     events_concurrent: int
+    state: state.Load
 
     def events(self) -> events.Load:
         return events.Load(sequential=self.events_sequential, concurrent=self.events_concurrent)
@@ -71,12 +75,13 @@ class Plan:
 FULL = Plan(
     fanout_seconds=20, saturate_seconds=10, sizes=(1000, 5000), repeats=5, memory_rooms=10,
     exec_runs=20, flood_runs=3, edit_flood_runs=10, edit_baseline_seconds=6,
-    events_sequential=1000, events_concurrent=4000,
+    events_sequential=1000, events_concurrent=4000, state=state.Load(),
 )  # fmt: skip
 QUICK = Plan(
     fanout_seconds=6, saturate_seconds=4, sizes=(1000, 5000), repeats=2, memory_rooms=5,
     exec_runs=8, flood_runs=2, edit_flood_runs=4, edit_baseline_seconds=3,
     events_sequential=300, events_concurrent=1000,
+    state=state.Load(kernels=4, saves=20, sessions=4, terminals=8),
 )  # fmt: skip
 
 
@@ -220,6 +225,24 @@ def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
         table += execution_rows(o["execution"], a["execution"])
     if "events" in o:
         table += events_rows(o["events"], a["events"])
+    if "state" in o:
+        table += state_rows(o["state"], a["state"])
+    return table
+
+
+def state_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
+    """From the request to the client seeing the change (the anchor has no live channel for
+    sessions and terminals: n/a), and after the response, whose goal is 100 ms."""
+    nan = {"from_request_ms_p50": math.nan}
+    table = []
+    for kind in state.KINDS:
+        x = o[kind]
+        table += [
+            Row(f"state: {kind} seen, from the request, p50 (ms)",
+                x["from_request_ms_p50"], a.get(kind, nan)["from_request_ms_p50"], None, "{:.1f}"),
+            Row(f"state: {kind} seen, after the response, p99 (ms)",
+                x["after_response_ms_p99"], math.nan, None, "{:.1f}", limit=100),
+        ]  # fmt: skip
     return table
 
 
@@ -393,13 +416,13 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     report: dict[str, Any] = {
         "started": stamp,
-        "plan": plan.__dict__,
+        "plan": asdict(plan),
         "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
         "python": sys.version,
         "ours_git": [],  # at each start of our server: the package is editable
     }
     anchor_python = anchor_exec_python = None
-    if parts & {"fanout", "open", "memory", "events"}:
+    if parts & {"fanout", "open", "memory", "events", "state"}:
         anchor_python = servers.ensure_anchor_venv()
         report["anchor_versions"] = servers.anchor_versions(anchor_python)
     results: dict[str, dict[str, Any]] = {"ours": {}, "anchor": {}}
@@ -453,6 +476,13 @@ def main() -> None:
             pair = start_pair(anchor_python)
             for name, part in run_events(pair, plan).items():
                 results[name]["events"] = part
+            stop(pair)
+        if "state" in parts:  # a plain jupyter_server's /api/events is the anchor
+            assert anchor_python is not None
+            pair = start_pair(anchor_python)
+            for name, part in state.run(pair, plan.state).items():
+                results[name]["state"] = part
+                log(f"state, {name}: {part}")
             stop(pair)
         if anchor_exec_python is not None:  # the anchor with jupyter-server-nbmodel
             pair = start_pair(anchor_exec_python)

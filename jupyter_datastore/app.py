@@ -19,6 +19,7 @@ from .execution.kernel import ExecutionPolicy
 from .handlers import handlers
 from .notifications import NotificationPolicy
 from .rooms import RoomSettings
+from .state import JupyterServices, StatePolicy
 from .store import open_store
 
 __all__ = ["DatastoreApp"]
@@ -118,6 +119,18 @@ class DatastoreApp(ExtensionApp):
         started it (0: never); a run that fails always notifies them.""",
     )
 
+    state_reconcile_interval = Float(
+        10.0,
+        config=True,
+        help="""Seconds between full re-reads of the server's state into the state room, for
+        changes no event reports, such as a kernel's WebSocket connections (0: off).""",
+    )
+    state_dead_kernels_kept = Float(
+        60.0,
+        config=True,
+        help="Seconds a kernel that died stays in the state room, shown as dead with the reason.",
+    )
+
     datastore: Datastore | None = None
 
     @default("default_url")
@@ -162,6 +175,10 @@ class DatastoreApp(ExtensionApp):
             ),
             events_kept=self.events_kept,
             notifications=NotificationPolicy(notify_after=self.notify_after),
+            state=StatePolicy(
+                reconcile_interval=self.state_reconcile_interval,
+                dead_kernels_kept=self.state_dead_kernels_kept,
+            ),
         )
         self.datastore = Datastore(
             open_store(self._store_url()), self.server.contents_manager, settings
@@ -177,12 +194,15 @@ class DatastoreApp(ExtensionApp):
                     "jupyter_datastore needs the jupyter_server_fileid extension, which is not "
                     "enabled (jupyter server extension enable jupyter_server_fileid)"
                 )
-            await self.datastore.start(
-                file_id_manager,
-                serverapp.kernel_manager,
-                serverapp.session_manager,
-                serverapp.event_logger,
+            services = JupyterServices(
+                kernels=serverapp.kernel_manager,
+                sessions=serverapp.session_manager,
+                kernelspecs=serverapp.kernel_spec_manager,
+                contents=serverapp.contents_manager,
+                terminals=serverapp.web_app.settings.get("terminal_manager"),
+                web_app=serverapp.web_app,
             )
+            await self.datastore.start(file_id_manager, services, serverapp.event_logger)
         except Exception as exc:
             self.log.critical("jupyter-datastore could not start: %s", exc)
             raise

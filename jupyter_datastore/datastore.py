@@ -20,6 +20,7 @@ from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
 from .notifications import NotificationPolicy, Notifications
 from .rooms import RoomManager, RoomSettings
+from .state import JupyterServices, ServerState, StatePolicy
 from .store import Store
 
 __all__ = ["Datastore", "Settings", "TransportLimits"]
@@ -46,6 +47,7 @@ class Settings:
     events_kept: int = 100_000
     """Events kept in the event log for replay; older ones are deleted at start."""
     notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
+    state: StatePolicy = field(default_factory=StatePolicy)
 
 
 class Datastore:
@@ -58,6 +60,7 @@ class Datastore:
     events: EventBus
     notifications: Notifications
     kernel_watcher: KernelWatcher
+    state: ServerState
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -68,7 +71,7 @@ class Datastore:
         self._failure: BaseException | None = None
 
     async def start(
-        self, file_id_manager: Any, kernels: Any, sessions: Any, event_logger: Any
+        self, file_id_manager: Any, services: JupyterServices, event_logger: Any
     ) -> None:
         try:
             await self.store.start()
@@ -95,8 +98,8 @@ class Datastore:
                 ids=self.ids,
                 io=self.io,
                 store=self.store,
-                kernels=kernels,
-                sessions=sessions,
+                kernels=services.kernels,
+                sessions=services.sessions,
                 policy=s.execution,
                 emit=emit,
             )
@@ -104,9 +107,20 @@ class Datastore:
             self.notifications = Notifications(self.events, self.store, s.notifications)
             await self.notifications.start()
             self.kernel_watcher = KernelWatcher(
-                self.events, kernels, ready_timeout=s.execution.kernel_ready_timeout
+                self.events, services.kernels, ready_timeout=s.execution.kernel_ready_timeout
             )
             await self.kernel_watcher.start()
+            self.state = ServerState(
+                services=services,
+                bus=self.events,
+                rooms=self.rooms,
+                sessions_of_documents=self.documents.sessions,
+                executor=self.executor,
+                watcher=self.kernel_watcher,
+                policy=s.state,
+                room_settings=s.room,
+            )
+            await self.state.start()
         except BaseException as exc:
             self._failure = exc
             raise
@@ -121,6 +135,7 @@ class Datastore:
 
     async def stop(self) -> None:
         if self._started.is_set() and self._failure is None:
+            await self.state.stop()
             await self.kernel_watcher.stop()
             await self.executor.stop()
             await self.rooms.stop()

@@ -307,7 +307,8 @@ async def test_slow_peer_is_closed_and_the_room_goes_on(make_server: Any, tmp_pa
     reader = await YClient.connect(srv.url, srv.token, room=room, session_id=session_id)
 
     def peers() -> int:
-        return int(srv.get("/api/datastore/status")["rooms"][0]["peers"])
+        rooms = srv.get("/api/datastore/status")["rooms"]
+        return int(next(r["peers"] for r in rooms if r["name"] == room))
 
     try:
         await until(lambda: peers() == 3, what="3 peers")

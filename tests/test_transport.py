@@ -85,7 +85,8 @@ async def test_a_client_that_stops_answering_pings_is_dropped(
     stuck = raw_websocket(srv.port, f"/api/collaboration/room/{room}?{query}")
 
     def peers() -> int:
-        return int(srv.get("/api/datastore/status")["rooms"][0]["peers"])
+        rooms = srv.get("/api/datastore/status")["rooms"]
+        return int(next(r["peers"] for r in rooms if r["name"] == room))
 
     try:
         await until(lambda: peers() == 2, what="both peers")

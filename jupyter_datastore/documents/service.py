@@ -69,7 +69,7 @@ class Documents:
 
     async def open_room(self, name: str) -> Room:
         if name == GLOBAL_AWARENESS:
-            return Room(name, writable=False, settings=self.room_settings)
+            return Room(name, read_only="presence only", settings=self.room_settings)
         file_format, file_type, file_id = parse_room_name(name)
         kind = kind_of(file_format, file_type)
         session = await DocumentSession.open(

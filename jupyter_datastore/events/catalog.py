@@ -14,6 +14,7 @@ from importlib.resources import files
 from typing import Any
 
 __all__ = [
+    "CONTENTS_SERVICE",
     "DOCUMENT",
     "EXECUTION",
     "KERNEL_ACTIONS",
@@ -37,6 +38,8 @@ STORE_FAULT = f"{_BASE}/store_fault/v1"
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 """jupyter_server's own: a kernel was started, interrupted, restarted or shut down."""
+CONTENTS_SERVICE = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+"""jupyter_server's own: a file or folder was read, saved, renamed, copied or deleted."""
 
 Emit = Callable[[str, dict[str, Any]], None]
 """`emit(schema_id, data)`: send an event of a registered schema (never raises)."""

@@ -17,6 +17,7 @@ from .notifications import notification_handlers
 from .openapi import OpenAPIHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
+from .state import StateHandler, StateRefreshHandler
 from .status import StatusHandler
 
 __all__ = ["handlers"]
@@ -26,6 +27,8 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/collaboration/room/(.*)", RoomHandler),
     (r"/api/datastore/status", StatusHandler),
     (r"/api/datastore/openapi.json", OpenAPIHandler),
+    (r"/api/datastore/state", StateHandler),
+    (r"/api/datastore/state/refresh", StateRefreshHandler),
     *event_handlers,
     *notification_handlers,
     (r"/api/datastore/executions", ExecutionsHandler),

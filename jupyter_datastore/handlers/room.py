@@ -32,6 +32,7 @@ from ..documents import GLOBAL_AWARENESS
 from ..errors import BadRequest, DatastoreError, SessionExpired
 from ..protocol.messages import ProtocolError, parse_message
 from ..rooms import Room
+from ..state import STATE_ROOM
 from .base import DatastoreHandler, user_name_of
 from .websocket import WebSocket, handshake_response, keep_alive
 
@@ -76,6 +77,8 @@ class RoomPeer:
         expected = self.datastore.store.session_id
         if self.name == GLOBAL_AWARENESS and self.session_id is None:
             return  # JupyterLab's presence provider sends none, and the room holds no content
+        if self.name == STATE_ROOM:
+            expected = self.datastore.state.session_id  # GET /api/datastore/state gives it
         if self.session_id is None:
             raise BadRequest("the sessionId query parameter is required")
         if self.session_id != expected:
@@ -115,7 +118,8 @@ class RoomHandler(DatastoreHandler):
     @ws_authenticated
     async def get(self, name: str) -> None:
         user = self.current_user
-        allowed = await ensure_async(self.authorizer.is_authorized(self, user, "read", "contents"))
+        resource = "kernels" if name == STATE_ROOM else "contents"
+        allowed = await ensure_async(self.authorizer.is_authorized(self, user, "read", resource))
         if not allowed:
             raise web.HTTPError(403)
         response = handshake_response(self.request.headers)

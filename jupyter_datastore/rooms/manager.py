@@ -80,6 +80,17 @@ class RoomManager:
         data = {"action": action, "room_id": room.name, "peers": len(room.peers), "user": user}
         self.emit(PEER, data)
 
+    def users_in(self, room: Room) -> list[str | None]:
+        """Who each peer of a room is (None: a peer with no name)."""
+        return [self._users.get(peer) for peer in room.peers]
+
+    def pin(self, room: Room) -> None:
+        """Serve a room the server made itself; it stays open until the server stops."""
+        if room.name in self.rooms:
+            raise ValueError(f"room {room.name} is open already")
+        room.holds += 1
+        self.rooms[room.name] = room
+
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[Room]:
         """Keep a room open while the server works in it, peers or not."""

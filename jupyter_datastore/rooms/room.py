@@ -102,13 +102,14 @@ class Room:
         *,
         persist: Persist | None = None,
         seq: int = 0,
-        writable: bool = True,
+        read_only: str | None = None,
         settings: RoomSettings = RoomSettings(),
         emit: Emit = no_emit,
     ) -> None:
         self.name = name
         self.emit = emit
-        self.writable = writable
+        self.read_only = read_only
+        """Why peers' updates are refused (None: the room takes them)."""
         self.settings = settings
         self.peers: dict[Peer, None] = {}
         self.awareness = AwarenessTable()
@@ -304,8 +305,8 @@ class Room:
     def _receive_update(self, peer: Peer, update: bytes) -> None:
         if update == EMPTY_UPDATE:
             return
-        if not self.writable:
-            peer.send(Outgoing(raw_message({"type": "refused", "reason": "read-only room"})))
+        if self.read_only is not None:
+            peer.send(Outgoing(raw_message({"type": "refused", "reason": self.read_only})))
             return
         try:
             self.push(update, origin=peer)

@@ -171,12 +171,12 @@ async def test_malformed_update_is_refused_and_changes_nothing() -> None:
 
 
 async def test_read_only_room_refuses_writes_but_serves_presence() -> None:
-    room = Room("JupyterLab:globalAwareness", writable=False)
+    room = Room("JupyterLab:globalAwareness", read_only="presence only")
     a, b = RecordingPeer(), RecordingPeer()
     room.join(a)
     room.join(b)
     room.receive(a, SyncUpdate(edit("nope")))
-    assert a.of("raw") == [{"type": "refused", "reason": "read-only room"}]
+    assert a.of("raw") == [{"type": "refused", "reason": "presence only"}]
     assert text_of(room) == ""
     update = encode_awareness_update([AwarenessEntry(9, 1, '{"name": "a"}')])
     room.receive(a, parse_message(awareness_message(update)))

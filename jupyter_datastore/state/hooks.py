@@ -1,0 +1,54 @@
+"""Being told when a jupyter_server manager changed something it emits no event for.
+
+jupyter_server emits events for kernels and contents, not for sessions or terminals. Their
+managers are wrapped on the instance (never the class): after each named method returns or
+raises, a callback runs. `undo()` removes the wrappers, so the class's methods apply again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["call_after"]
+
+
+def call_after(obj: Any, names: Iterable[str], callback: Callable[[], None]) -> Callable[[], None]:
+    """Run `callback` after each call of `obj`'s methods `names`; returns `undo`."""
+    wrapped: list[str] = []
+    for name in names:
+        original = getattr(obj, name, None)
+        if original is None:
+            continue
+        setattr(obj, name, _wrap(original, callback))
+        wrapped.append(name)
+
+    def undo() -> None:
+        for name in wrapped:
+            with contextlib.suppress(AttributeError):
+                delattr(obj, name)
+
+    return undo
+
+
+def _wrap(original: Callable[..., Any], callback: Callable[[], None]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(original):
+
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                callback()
+
+        return functools.wraps(original)(call_async)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            callback()
+
+    return functools.wraps(original)(call)
