@@ -277,3 +277,26 @@ def _children(server: Any) -> list[Any]:
 
     assert server.process is not None
     return psutil.Process(server.process.pid).children(recursive=True)
+
+
+async def test_kernel_websocket_connections_show_at_once(make_server) -> None:
+    # No periodic re-read: the count must come from the connection itself.
+    server = make_server(["--DatastoreApp.state_reconcile_interval=0"])
+    watcher = await state_client(server)
+    kernel_id = server.request("POST", "/api/kernels", {"name": "python3"})["id"]
+
+    def connections() -> int | None:
+        return live(watcher, "kernels").get(kernel_id, {}).get("connections")
+
+    try:
+        await until(lambda: connections() == 0, 30, "the kernel")
+        url = server.url.replace("http", "ws", 1)
+        channels = f"{url}/api/kernels/{kernel_id}/channels?token={server.token}"
+        async with websockets.connect(channels), websockets.connect(channels):
+            await until(lambda: connections() == 2, 10, "two connections")
+            assert live(watcher, "status")["connections"] == 2
+        await until(lambda: connections() == 0, 10, "none again")
+    finally:
+        await watcher.close()
+        headers = {"Authorization": f"token {server.token}"}
+        httpx.delete(f"{server.url}/api/kernels/{kernel_id}", headers=headers, timeout=30)

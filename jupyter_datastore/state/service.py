@@ -5,13 +5,14 @@ What tells it that something changed, without polling where an event exists:
 - kernels: jupyter_server's `kernel_actions` events (start, restart, shutdown, interrupt,
   whoever asked) and our kernel watcher's `kernel_status` events (busy, idle, restarting,
   dead, also for a kernel that died on its own);
-- sessions and terminals: their managers emit nothing, so their methods are wrapped on the
-  instance (`hooks.call_after`), which catches the REST API, other extensions and our own
-  executor alike; a terminal whose shell exits is caught at its end of file;
+- sessions, terminals and kernel connections: their managers emit nothing, so their methods
+  are wrapped on the instance (`hooks.call_after`), which catches the REST API, other
+  extensions and our own executor alike; a terminal whose shell exits is caught at its end
+  of file, a kernel WebSocket at its connect and disconnect;
 - executions: our `execution` events; documents and who is in them: `document` and `peer`
   events; contents: jupyter_server's `contents_service` events;
-- what nothing reports (a kernel's WebSocket connections, a kernelspec installed on disk, a
-  session row removed behind the manager's back) is caught by a full re-read every
+- what nothing reports (a kernelspec installed on disk, a session row removed behind the
+  manager's back) is caught by a full re-read every
   `reconcile_interval` seconds, and at once by `POST /api/datastore/state/refresh`.
 
 Events only mark what is stale; one worker re-reads it and writes all differences in one
@@ -118,6 +119,11 @@ class ServerState:
     async def start(self) -> None:
         self.rooms.pin(self.model.room)
         self._undo = [
+            call_after(
+                self.services.kernels,
+                ("notify_connect", "notify_disconnect"),  # a kernel WebSocket came or went
+                lambda: self._mark("kernels"),
+            ),
             call_after(
                 self.services.sessions,
                 ("create_session", "update_session", "delete_session"),
