@@ -1,8 +1,9 @@
 """Being told when a jupyter_server manager changed something it emits no event for.
 
 jupyter_server emits events for kernels and contents, not for sessions, terminals or kernel
-WebSocket connections. Their managers are wrapped on the instance (never the class): after each named method returns or
-raises, a callback runs. `undo()` removes the wrappers, so the class's methods apply again.
+WebSocket connections. Their managers are wrapped on the instance (never the class): after
+each named method returns or raises, a callback runs. `undo()` removes the wrappers, so
+the class's methods apply again.
 """
 
 from __future__ import annotations
