@@ -333,3 +333,89 @@ async def test_slow_peer_is_closed_and_the_room_goes_on(make_server: Any, tmp_pa
         stuck.close()
         await writer.close()
         await reader.close()
+
+
+# Found by tests/test_schemathesis.py: each was a 500 (or, for a boolean "version", a schema
+# registered as version "False"), and each is now a 400 JSON error that changes nothing.
+UNRESOLVABLE_SCHEMA = "https://example.org/bad-input/unresolvable/v1"
+
+
+def event_schema(name: str, **extra: Any) -> dict[str, Any]:
+    return {"$id": f"https://example.org/bad-input/{name}/v1", "version": "1", **extra}
+
+
+REST_BAD_INPUT = {
+    "events limit not an integer": ("GET", "/api/events?limit=false", None),
+    "events since beyond the largest id": ("GET", f"/api/events?since={2**63}", None),
+    "notifications since before year 1 in UTC": (
+        "GET",
+        "/api/notifications?since=0001-01-01T00:00:00%2B01:00",
+        None,
+    ),
+    "schema without $id, integer version": (
+        "POST",
+        "/api/events/schemas",
+        {"version": 1, "properties": {}},
+    ),
+    "schema with a boolean version": (
+        "POST",
+        "/api/events/schemas",
+        {**event_schema("boolean"), "version": False, "properties": {}},
+    ),
+    "schema whose required is no list": (
+        "POST",
+        "/api/events/schemas",
+        event_schema("required", properties={}, required=5),
+    ),
+    "schema with a pattern that is no regex": (
+        "POST",
+        "/api/events/schemas",
+        event_schema("pattern", properties={"a": {"pattern": "("}}),
+    ),
+    "schema with a top-level $ref": (
+        "POST",
+        "/api/events/schemas",
+        event_schema("ref", properties={}, **{"$ref": "#/definitions/x"}),
+    ),
+    "event of a schema whose $ref does not resolve": (
+        "POST",
+        "/api/events",
+        {"schema_id": UNRESOLVABLE_SCHEMA, "version": "1", "data": {"a": 1}},
+    ),
+}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), REST_BAD_INPUT.values(), ids=REST_BAD_INPUT)
+async def test_rest_bad_input_is_a_400_and_changes_nothing(
+    server: Any, method: str, path: str, body: Any
+) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        unresolvable = {
+            "$id": UNRESOLVABLE_SCHEMA,
+            "version": "1",
+            "properties": {"a": {"$ref": "#/definitions/nope"}},
+        }
+        assert (await http.post("/api/events/schemas", json=unresolvable)).status_code in (200, 201)
+
+        async def state() -> Any:
+            schemas = (await http.get("/api/events/schemas")).json()
+            query = {"schema_id": UNRESOLVABLE_SCHEMA}
+            events = (await http.get("/api/events", params=query)).json()["events"]
+            return schemas, events
+
+        before = await state()
+        response = await http.request(method, path, json=body)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        error = response.json()
+        assert error["error"] == "bad_request" and error["detail"] == error["message"]
+        assert await state() == before
+
+
+async def test_nbmodel_route_with_a_malformed_kernel_id_is_a_json_404(server: Any) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.post("/api/kernels/not-a-kernel/execute", json={"code": "1"})
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"

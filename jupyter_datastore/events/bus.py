@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from jsonschema import ValidationError
+from jsonschema import Draft7Validator, SchemaError, ValidationError
 from jupyter_events import EventLogger
 from jupyter_events.schema import EventSchema
 from jupyter_events.schema_registry import SchemaRegistryException
+from referencing.exceptions import NoInternalID, Unresolvable
 
 from ..errors import BadRequest, Conflict, NotFound
 from ..protocol.frames import Outgoing
@@ -248,11 +249,25 @@ class EventBus:
     def _register_schema(self, schema: Any) -> EventSchema:
         if not isinstance(schema, dict):
             raise BadRequest("an event schema must be a JSON object")
+        if not isinstance(schema.get("$id"), str):
+            # jupyter_events itself raises a KeyError on some schemas without an `$id`
+            raise BadRequest('an event schema needs "$id", a string')
+        version = schema.get("version")
+        if isinstance(version, bool) or not isinstance(version, str | int):
+            # jupyter_events takes an integer as its string, and a boolean as "True"
+            raise BadRequest('an event schema needs "version", a string')
         try:
+            # jupyter_events checks its own metaschema only: a keyword of the wrong type
+            # ("required": 5, a "pattern" that is no regex) would fail every event later
+            Draft7Validator.check_schema(schema)
             self._registered(schema)
-        except (SchemaRegistryException, ValidationError, ValueError, TypeError) as exc:
-            message = exc.message if isinstance(exc, ValidationError) else str(exc)
-            raise BadRequest(f"not a valid event schema: {message}") from exc
+        except (ValidationError, SchemaError) as exc:
+            raise BadRequest(f"not a valid event schema: {exc.message}") from exc
+        except NoInternalID as exc:
+            detail = 'a top-level "$ref" hides its "$id" (JSON Schema draft 7)'
+            raise BadRequest(f"not a valid event schema: {detail}") from exc
+        except (SchemaRegistryException, ValueError, TypeError) as exc:
+            raise BadRequest(f"not a valid event schema: {exc}") from exc
         return self.schema(str(schema["$id"]))
 
     def _registered(self, schema: Any) -> None:
@@ -290,6 +305,13 @@ class EventBus:
             schema.validate(data)
         except ValidationError as exc:
             raise BadRequest(f"the data does not match {schema_id}: {exc.message}") from exc
+        except Unresolvable as exc:  # the schema's own fault, found only on data that uses it
+            ref = getattr(exc, "ref", "?")
+            raise BadRequest(
+                f"event schema {schema_id!r} has a $ref that does not resolve: {ref}"
+            ) from exc
+        except RecursionError as exc:  # a $ref that leads back to itself
+            raise BadRequest(f"event schema {schema_id!r} refers to itself without end") from exc
         event = await self._append(schema_id, str(schema.version), data)
         token = _posted.set(True)
         try:

@@ -54,6 +54,7 @@ __all__ = [
 MAX_REPLAY = 10_000
 MAX_CONTROL_MESSAGE = 1 << 16  # bytes of a message a subscriber may send
 MAX_BATCH_INTERVAL = 60.0
+MAX_EVENT_ID = 2**63 - 1  # the store's integer ids (SQLite INTEGER)
 
 
 def parse_since(raw: Any) -> int:
@@ -63,7 +64,19 @@ def parse_since(raw: Any) -> int:
         raise BadRequest(f'"since" must be an event id (an integer), not {raw!r}') from None
     if since < 0:
         raise BadRequest('"since" must not be negative')
+    if since > MAX_EVENT_ID:
+        raise BadRequest(f'"since" must be at most {MAX_EVENT_ID} (the largest event id)')
     return since
+
+
+def parse_limit(raw: str) -> int:
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise BadRequest(f'"limit" must be an integer, not {raw!r}') from None
+    if not 0 < limit <= MAX_REPLAY:
+        raise BadRequest(f'"limit" must be between 1 and {MAX_REPLAY}')
+    return limit
 
 
 def parse_batch(raw: Any) -> float:
@@ -120,9 +133,7 @@ class EventsHandler(DatastoreHandler):
         schema_ids = self.get_query_arguments("schema_id")
         if schema_ids:
             raw = {**(raw or {}), "schema_ids": schema_ids}
-        limit = int(self.get_query_argument("limit", "1000") or 0)
-        if not 0 < limit <= MAX_REPLAY:
-            raise BadRequest(f'"limit" must be between 1 and {MAX_REPLAY}')
+        limit = parse_limit(self.get_query_argument("limit", "1000"))
         events = await self.datastore.events.replay(since, EventFilter.parse(raw), limit=limit)
         last = events[-1].id if events else since
         self.finish(json.dumps({"events": [event_json(e) for e in events], "last_id": last}))

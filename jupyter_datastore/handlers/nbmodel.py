@@ -40,9 +40,11 @@ __all__ = [
     "NbModelRequestHandler",
 ]
 
-# The patterns of nbmodel's routes (the kernel id's is jupyter_server's own).
-KERNEL_ID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
-REQUEST_ID = r"(?P<uid>\w+-\w+-\w+-\w+-\w+)"
+# The ids in nbmodel's routes. nbmodel (and jupyter_server) match `\w+-\w+-\w+-\w+-\w+`;
+# any segment is taken here, so that a malformed id gets our JSON 404 (no such kernel or
+# request), not jupyter_server's HTML page for an unknown URL.
+KERNEL_ID = r"(?P<kernel_id>[^/]+)"
+REQUEST_ID = r"(?P<uid>[^/]+)"
 
 _METADATA_STRINGS = ("cell_id", "document_id", "document_path")
 

@@ -68,7 +68,12 @@ def parse_time(raw: Any, name: str) -> str:
         raise BadRequest(f'"{name}" must be an ISO 8601 time, not {raw!r}') from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:  # before year 1 or after 9999 once in UTC
+        raise BadRequest(f'"{name}" is out of range in UTC: {raw!r}') from None
+    # isoformat, not strftime: years before 1000 keep their four digits and still sort
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Feed(Outbox[dict[str, Any]]):
