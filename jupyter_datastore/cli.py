@@ -1,6 +1,7 @@
 """The `jupyter-datastore` command.
 
     jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [--token T] [--store URL] [...]
+    jupyter-datastore run NOTEBOOK --server URL [--token T] [--kernel NAME] [--timeout S]
 
 Any other option is passed to jupyter_server as is (for example
 `--DatastoreApp.save_delay=0.5` or `--ServerApp.base_url=/x/`). The server runs as root
@@ -16,9 +17,11 @@ __all__ = ["main"]
 
 USAGE = """usage: jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [--token T]
                                [--store URL] [jupyter_server options]
+       jupyter-datastore run NOTEBOOK --server URL [--token T] [--kernel NAME] [--timeout S]
 
 commands:
   serve    start a Jupyter server with the datastore (current folder as root, SQLite store)
+  run      run a notebook's code cells on a server; outputs land in the shared notebook
 """
 
 
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
 
         DatastoreApp.launch_instance(argv=serve_arguments(rest))  # type: ignore[no-untyped-call]
         return
+    if command == "run":
+        from .client.run import main as run
+
+        sys.exit(run(rest))
     print(f"jupyter-datastore: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)
 
