@@ -77,6 +77,19 @@ class StateChanges:
         self.close()
 
 
+MAPS = (
+    "kernels",
+    "sessions",
+    "terminals",
+    "kernelspecs",
+    "status",
+    "executions",
+    "documents",
+    "contents",
+)
+"""The state room's maps (the server's list is `jupyter_datastore.state.model.MAPS`)."""
+
+
 class StateView:
     def __init__(self, room: Room, max_queued: int = 10_000) -> None:
         self.room = room
@@ -102,7 +115,9 @@ class StateView:
         return dict(cast_all(entries, float, int))  # Yjs numbers are floats
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: self[name] for name in self._names()}
+        """Every map, those with no entry yet included (as {})."""
+        names = [*MAPS, *(name for name in self._names() if name not in MAPS)]
+        return {name: self[name] for name in names}
 
     def _names(self) -> list[str]:
         return list(self.room.doc.keys())
@@ -130,6 +145,14 @@ class StateView:
     @property
     def documents(self) -> dict[str, Any]:
         return self["documents"]
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self["status"]
+
+    @property
+    def contents(self) -> dict[str, Any]:
+        return self["contents"]
 
     async def wait_for(
         self, predicate: Callable[[StateView], bool], timeout: float | None = 30.0

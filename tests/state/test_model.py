@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
+from jupyter_datastore.client import state as client_state
 from jupyter_datastore.rooms.room import Room
 from jupyter_datastore.state.hooks import call_after
-from jupyter_datastore.state.model import STATE_ROOM, StateModel
+from jupyter_datastore.state.model import MAPS, STATE_ROOM, StateModel
 
 
 def replica(room: Room) -> Doc[Any]:
@@ -60,3 +61,7 @@ async def test_hooks_call_back_after_each_call_and_undo_restores_the_class_metho
     manager.create("t2")
     assert len(calls) == 2
     assert "create" not in vars(manager)
+
+
+def test_the_client_knows_every_map() -> None:
+    assert client_state.MAPS == MAPS
