@@ -11,8 +11,10 @@ import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
+from .auth import Role
+from .auth.authorizer import RoleAuthorizer
 from .datastore import Datastore, Settings, TransportLimits
 from .documents import SavePolicy, WatchPolicy
 from .execution.kernel import ExecutionPolicy
@@ -131,6 +133,20 @@ class DatastoreApp(ExtensionApp):
         help="Seconds a kernel that died stays in the state room, shown as dead with the reason.",
     )
 
+    default_role = Enum(
+        ["none", "viewer", "editor", "runner", "owner"],
+        default_value="owner",
+        config=True,
+        help="""The role of a user on a file or folder that no permission rule decides:
+        owner keeps a one-person server as open as plain Jupyter; viewer or none makes
+        every document private until it is shared (PUT /api/datastore/permissions/{path}).""",
+    )
+    owners = List(
+        Unicode(),
+        config=True,
+        help="Users who own every file and folder, whatever the rules say (they share).",
+    )
+
     datastore: Datastore | None = None
 
     @default("default_url")
@@ -175,6 +191,8 @@ class DatastoreApp(ExtensionApp):
             ),
             events_kept=self.events_kept,
             notifications=NotificationPolicy(notify_after=self.notify_after),
+            default_role=Role.parse(self.default_role),
+            owners=frozenset(self.owners),
             state=StatePolicy(
                 reconcile_interval=self.state_reconcile_interval,
                 dead_kernels_kept=self.state_dead_kernels_kept,
@@ -184,6 +202,12 @@ class DatastoreApp(ExtensionApp):
             open_store(self._store_url()), self.server.contents_manager, settings
         )
         self.settings["datastore"] = self.datastore
+        # Roles on jupyter_server's own API, after its authorizer (which stays the base).
+        # Our settings are copied into the web app's after this method: set it in both.
+        base = self.server.web_app.settings["authorizer"]
+        roles = RoleAuthorizer(base, self.datastore, parent=self.server)
+        self.settings["authorizer"] = self.server.web_app.settings["authorizer"] = roles
+        self.server.authorizer = roles
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         assert self.datastore is not None
@@ -201,6 +225,7 @@ class DatastoreApp(ExtensionApp):
                 contents=serverapp.contents_manager,
                 terminals=serverapp.web_app.settings.get("terminal_manager"),
                 web_app=serverapp.web_app,
+                identity=serverapp.identity_provider,
             )
             await self.datastore.start(file_id_manager, services, serverapp.event_logger)
         except Exception as exc:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .auth import Permissions, Role
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .errors import DatastoreError
 from .events.bus import EventBus
@@ -48,6 +50,10 @@ class Settings:
     """Events kept in the event log for replay; older ones are deleted at start."""
     notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
     state: StatePolicy = field(default_factory=StatePolicy)
+    default_role: Role = Role.OWNER
+    """The role of a user on a path no rule decides."""
+    owners: frozenset[str] = frozenset()
+    """Users who own everything, whatever the rules say."""
 
 
 class Datastore:
@@ -61,6 +67,7 @@ class Datastore:
     notifications: Notifications
     kernel_watcher: KernelWatcher
     state: ServerState
+    permissions: Permissions
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -79,6 +86,14 @@ class Datastore:
             await self.events.start()
             self.ids = FileIds(file_id_manager)
             s = self.settings
+            self.permissions = Permissions(
+                self.store,
+                default_role=s.default_role,
+                owners=s.owners,
+                groups_of=_groups_of(services.identity),
+                emit=self.events.emit,
+            )
+            await self.permissions.start()
             emit = self.events.emit  # the layers' events go out through the bus
             self.documents = Documents(
                 io=self.io,
@@ -102,6 +117,7 @@ class Datastore:
                 sessions=services.sessions,
                 policy=s.execution,
                 emit=emit,
+                authorize=self.permissions.require,
             )
             await self.executor.start()
             self.notifications = Notifications(self.events, self.store, s.notifications)
@@ -143,3 +159,12 @@ class Datastore:
             await self.events.stop()
             await self.documents.stop()
             await self.store.close()
+
+
+def _groups_of(identity: Any) -> Callable[[str], frozenset[str]]:
+    """The identity provider's groups of a user, if it knows any (a provider behind
+    JupyterHub or our users file does; jupyter_server's default knows none)."""
+    groups_of = getattr(identity, "groups_of", None)
+    if groups_of is None:
+        return lambda user: frozenset()
+    return lambda user: frozenset(groups_of(user))

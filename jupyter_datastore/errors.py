@@ -2,6 +2,7 @@
 
     DatastoreError                  (500, close 4500)
     ├── BadRequest                  (400, close 4400)  malformed input of any kind
+    ├── Forbidden                   (403, close 4403)  the caller's role does not allow it
     ├── NotFound                    (404, close 4404)  unknown room, file id or path
     ├── Conflict                    (409, close 4409)  the request contradicts the current state
     ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
@@ -22,6 +23,7 @@ __all__ = [
     "Conflict",
     "DatastoreError",
     "DocumentError",
+    "Forbidden",
     "NotFound",
     "SessionExpired",
     "close_reason",
@@ -53,6 +55,12 @@ class BadRequest(DatastoreError):
     status = 400
     close_code = 4400
     error = "bad_request"
+
+
+class Forbidden(DatastoreError):
+    status = 403
+    close_code = 4403
+    error = "forbidden"
 
 
 class NotFound(DatastoreError):

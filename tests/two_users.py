@@ -1,5 +1,6 @@
-"""An identity provider for tests with two people: token `alice-token` is alice, `bob-token`
-is bob; the server's own token stays a shared, anonymous one.
+"""An identity provider for tests with named people: token `alice-token` is alice,
+`bob-token` is bob, `carol-token` is carol; alice and bob are in the group `team`. The
+server's own token stays a shared, anonymous one.
 
 Start a server with `--ServerApp.identity_provider_class=two_users.TwoUsers` and this folder
 on its PYTHONPATH (`two_users_env()`).
@@ -13,7 +14,8 @@ from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider, User
 
-USERS = {"alice-token": "alice", "bob-token": "bob"}
+USERS = {"alice-token": "alice", "bob-token": "bob", "carol-token": "carol"}
+GROUPS = {"alice": frozenset({"team"}), "bob": frozenset({"team"})}
 ARGS = ["--ServerApp.identity_provider_class=two_users.TwoUsers"]
 
 
@@ -30,3 +32,6 @@ class TwoUsers(IdentityProvider):  # type: ignore[misc]
         if name is not None:
             return User(username=name, name=name, display_name=name)
         return await super().get_user_token(handler)
+
+    def groups_of(self, username: str) -> frozenset[str]:
+        return GROUPS.get(username, frozenset())

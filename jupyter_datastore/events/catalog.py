@@ -22,6 +22,7 @@ __all__ = [
     "NOTIFICATION",
     "OUR_SCHEMAS",
     "PEER",
+    "PERMISSION",
     "STORE_FAULT",
     "Emit",
     "load_schemas",
@@ -35,6 +36,7 @@ KERNEL_STATUS = f"{_BASE}/kernel_status/v1"
 DOCUMENT = f"{_BASE}/document/v1"
 PEER = f"{_BASE}/peer/v1"
 STORE_FAULT = f"{_BASE}/store_fault/v1"
+PERMISSION = f"{_BASE}/permission/v1"
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 """jupyter_server's own: a kernel was started, interrupted, restarted or shut down."""
@@ -65,4 +67,5 @@ OUR_SCHEMAS: tuple[str, ...] = (
     DOCUMENT,
     PEER,
     STORE_FAULT,
+    PERMISSION,
 )

@@ -20,12 +20,13 @@ import json
 import logging
 import posixpath
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Map
 
+from ..auth.roles import Role
 from ..documents import FileIds, FileIO
 from ..documents.service import parse_room_name
 from ..errors import BadRequest, Conflict, NotFound
@@ -60,6 +61,14 @@ class ExecuteRequest:
     user: str | None = None
 
 
+Authorize = Callable[[str | None, str, Role, str], None]
+"""`authorize(user, path, needed, operation)`: raises `Forbidden` when the role falls short."""
+
+
+def allow_all(user: str | None, path: str, needed: Role, operation: str) -> None:
+    """An `Authorize` that allows everything (the executor used on its own)."""
+
+
 @dataclass(frozen=True)
 class _Target:
     room_id: str
@@ -78,8 +87,11 @@ class Executor:
         sessions: Any,
         policy: ExecutionPolicy,
         emit: Emit = no_emit,
+        authorize: Authorize = allow_all,
     ) -> None:
         self.rooms = rooms
+        self.authorize = authorize
+        """Raises unless the user may do the operation on the path (the permission layer)."""
         self.ids = ids
         self.io = io
         self.store = store
@@ -130,6 +142,7 @@ class Executor:
     async def submit(self, request: ExecuteRequest) -> list[ExecutionRecord]:
         cell_ids = _check_cell_ids(request.cell_ids)
         target = await self._target(request.path, request.room_id)
+        self.authorize(request.user, target.path, Role.RUNNER, "execute")
         async with self.rooms.hold(target.room_id) as room:
             with room.document() as doc:
                 self._check_cells(find_cells(doc, cell_ids), cell_ids, request.source_hashes)

@@ -15,6 +15,7 @@ from .nbmodel import (
 )
 from .notifications import notification_handlers
 from .openapi import OpenAPIHandler
+from .permissions import PermissionsHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
 from .state import StateHandler, StateRefreshHandler
@@ -29,6 +30,7 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/openapi.json", OpenAPIHandler),
     (r"/api/datastore/state", StateHandler),
     (r"/api/datastore/state/refresh", StateRefreshHandler),
+    (r"/api/datastore/permissions/(?P<path>.*)", PermissionsHandler),
     *event_handlers,
     *notification_handlers,
     (r"/api/datastore/executions", ExecutionsHandler),

@@ -16,8 +16,10 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError
 
+from ..auth import Role
 from ..datastore import Datastore
-from ..errors import BadRequest, DatastoreError
+from ..documents.service import parse_room_name
+from ..errors import BadRequest, DatastoreError, NotFound
 
 __all__ = ["DatastoreHandler", "authorized_to", "error_body", "user_name_of"]
 
@@ -62,6 +64,29 @@ class DatastoreHandler(APIHandler):
     @property
     def user_name(self) -> str | None:
         return user_name_of(self)
+
+    def require(self, path: str, needed: Role, operation: str) -> None:
+        """The caller's role on `path` must be at least `needed` (else 403, and audited)."""
+        self.datastore.permissions.require(self.user_name, path, needed, operation)
+
+    def may(self, path: str | None, needed: Role) -> bool:
+        return self.datastore.permissions.role(self.user_name, path or "") >= needed
+
+    def path_of_room(self, room_id: str) -> str:
+        """The path of the file a document room holds; 404 for an unknown file id."""
+        _, _, file_id = parse_room_name(room_id)
+        path = self.datastore.ids.path(file_id)
+        if path is None:
+            raise NotFound(f"no file has id {file_id}")
+        return path
+
+    async def kernel_path(self, kernel_id: str) -> str:
+        """The path of the notebook whose session runs a kernel; the root if none does."""
+        sessions = self.datastore.executor.sessions
+        for session in await sessions.list_sessions():
+            if (session.get("kernel") or {}).get("id") == kernel_id:
+                return str(session.get("path") or "")
+        return ""
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()

@@ -34,6 +34,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
+from ..auth import Role
 from ..datastore import Datastore
 from ..errors import BadRequest, DatastoreError, close_reason
 from ..events.bus import EventBus, EventFilter, Subscription, event_json
@@ -104,6 +105,7 @@ class EventsHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        self.require("", Role.EDITOR, "post an event")
         body = self.get_json_object()
         missing = [key for key in ("schema_id", "version", "data") if key not in body]
         if missing:
@@ -128,6 +130,7 @@ class EventsHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        self.require("", Role.VIEWER, "read events")
         since = parse_since(self.get_query_argument("since", "0"))
         raw = parse_filter_json(self.get_query_argument("filter", None))
         schema_ids = self.get_query_arguments("schema_id")
@@ -145,11 +148,13 @@ class EventSchemasHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        self.require("", Role.VIEWER, "read event schemas")
         self.finish(json.dumps({"schemas": self.datastore.events.schemas()}))
 
     @web.authenticated
     @authorized_to("write")
     async def post(self) -> None:
+        self.require("", Role.OWNER, "register an event schema")
         registered, new = await self.datastore.events.register(self.get_json_object())
         self.set_status(201 if new else 200)
         self.finish(json.dumps(registered))
@@ -301,6 +306,7 @@ class SubscribeHandler(DatastoreHandler):
     @ws_authenticated
     async def get(self) -> None:
         await authorize_event_socket(self)
+        self.require("", Role.VIEWER, "subscribe to events")
         since = parse_since(self.get_query_argument("since", "0"))
         event_filter = EventFilter.parse(parse_filter_json(self.get_query_argument("filter", None)))
         batch = parse_batch(self.get_query_argument("batch", "0"))

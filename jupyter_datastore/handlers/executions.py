@@ -1,7 +1,8 @@
 """`/api/datastore/executions`: run notebook cells by id on the server (our own API).
 
-Running code needs the `execute` permission on `kernels`, as a kernel connection does;
-reading records needs `read`.
+Running code needs the `execute` permission on `kernels`, as a kernel connection does, and
+the runner role on the notebook (checked by the executor once it knows the notebook);
+reading records needs `read` and the viewer role; cancelling and answering input, runner.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..auth import Role
 from ..errors import BadRequest
 from ..execution.records import ExecutionRecord
 from ..execution.service import ExecuteRequest
@@ -78,18 +80,23 @@ class ExecutionsHandler(_Base):
         records = await self.datastore.executor.find(
             path=api_path(path) if path is not None else None, kernel_id=kernel_id
         )
-        self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in records]}))
+        visible = [r for r in records if self.may(r.path, Role.VIEWER)]
+        self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in visible]}))
 
 
 class ExecutionHandler(_Base):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        self.write_record(await self.datastore.executor.get(execution_id))
+        record = await self.datastore.executor.get(execution_id)
+        self.require(record.path or "", Role.VIEWER, "read an execution")
+        self.write_record(record)
 
     @web.authenticated
     @authorized_to("execute")
     async def delete(self, execution_id: str) -> None:
+        found = await self.datastore.executor.get(execution_id)
+        self.require(found.path or "", Role.RUNNER, "cancel an execution")
         record = await self.datastore.executor.cancel(execution_id)
         self.write_record(record, 200 if record.status == "cancelled" else 202)
 
@@ -101,4 +108,6 @@ class ExecutionInputHandler(_Base):
         value = self.get_json_object().get("value")
         if not isinstance(value, str):
             raise BadRequest('the body must be {"value": "<the answer>"}')
+        found = await self.datastore.executor.get(execution_id)
+        self.require(found.path or "", Role.RUNNER, "answer an input prompt")
         self.write_record(await self.datastore.executor.answer(execution_id, value))

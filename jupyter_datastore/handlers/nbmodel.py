@@ -26,6 +26,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..auth import Role
 from ..errors import BadRequest, Conflict, NotFound
 from ..execution.records import ExecutionRecord
 from ..execution.service import ExecuteRequest, Executor
@@ -137,6 +138,18 @@ class _Base(DatastoreHandler):
 
 
 class NbModelExecuteHandler(_Base):
+    async def _code_path(self, kernel_id: str, room_id: str | None, path: str | None) -> str:
+        """Where code sent to a kernel runs, for the role check: the document it names, else
+        the notebook whose session runs the kernel, else the root."""
+        try:
+            if room_id is not None:
+                return self.path_of_room(room_id)
+            if path is not None:
+                return api_path(path)
+        except (BadRequest, NotFound):
+            pass  # the executor runs it without a document, as nbmodel does
+        return await self.kernel_path(kernel_id)
+
     @web.authenticated
     @authorized_to("execute")
     async def post(self, kernel_id: str) -> None:
@@ -151,6 +164,7 @@ class NbModelExecuteHandler(_Base):
             )
             (record,) = await self.executor.submit(request)
         else:
+            self.require(await self._code_path(kernel_id, room_id, path), Role.RUNNER, "execute")
             record = await self.executor.submit_code(
                 kernel_id,
                 code,
@@ -178,7 +192,11 @@ class NbModelExecuteHandler(_Base):
         self.check_kernel(kernel_id)
         found = await self.executor.find(kernel_id=kernel_id)
         active = [await self.executor.get(r.id) for r in reversed(found) if r.active]
-        requests = [in_flight(record) for record in active if record.active]
+        requests = [
+            in_flight(record)
+            for record in active
+            if record.active and self.may(record.path, Role.VIEWER)
+        ]
         self.write_json({"kernel_id": kernel_id, "requests": requests})
 
 
@@ -192,6 +210,7 @@ class NbModelRequestHandler(_Base):
             record = None
         if record is None or record.kernel_id != kernel_id:
             raise NotFound(f"kernel {kernel_id} has no request {uid}")
+        self.require(record.path or "", Role.VIEWER, "read an execution")
         if record.status == "awaiting_input":
             self.set_header("Location", f"/api/kernels/{kernel_id}/input")
             self.set_header("Access-Control-Expose-Headers", "Location")
@@ -236,6 +255,7 @@ class NbModelInputHandler(_Base):
         record = self.executor.awaiting_input(kernel_id)
         if record is None:
             raise Conflict(f"nothing on kernel {kernel_id} is waiting for input")
+        self.require(record.path or "", Role.RUNNER, "answer an input prompt")
         await self.executor.answer(record.id, value)
         self.set_status(201)
         self.finish()

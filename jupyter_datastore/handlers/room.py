@@ -7,6 +7,8 @@ out arrive encoded and framed once for all peers. Errors become close codes here
 nowhere else:
 
     4400  malformed, truncated, empty or text frame; unknown message type; bad room name
+    4403  the user's role on the file does not allow reading it (an edit or a save it does
+          not allow is refused with a RAW `refused` message instead; the peer stays)
     4404  unknown room or file id; the file does not exist
     4500  the document could not be loaded
     1003  the sessionId is not one this server issued (JSON: reason, sessionId, reloadable)
@@ -27,11 +29,23 @@ from jupyter_server.auth.decorator import ws_authenticated
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..auth import Role
 from ..datastore import Datastore
-from ..documents import GLOBAL_AWARENESS
-from ..errors import BadRequest, DatastoreError, SessionExpired
-from ..protocol.messages import ProtocolError, parse_message
+from ..documents import GLOBAL_AWARENESS, kind_of
+from ..documents.service import parse_room_name
+from ..errors import BadRequest, DatastoreError, Forbidden, NotFound, SessionExpired
+from ..protocol.frames import Outgoing
+from ..protocol.messages import (
+    Message,
+    ProtocolError,
+    SaveRequest,
+    SyncStep2,
+    SyncUpdate,
+    parse_message,
+    raw_message,
+)
 from ..rooms import Room
+from ..rooms.room import EMPTY_UPDATE
 from ..state import STATE_ROOM
 from .base import DatastoreHandler, user_name_of
 from .websocket import WebSocket, handshake_response, keep_alive
@@ -65,6 +79,7 @@ class RoomPeer:
         RoomPeer._running.add(self)
         try:
             self._check_session()
+            self._check_role(Role.VIEWER, "open")
             self.room = await self.datastore.rooms.join(self.name, socket, user=self.user)
         except DatastoreError as exc:
             self._fail(exc)
@@ -84,6 +99,49 @@ class RoomPeer:
         if self.session_id != expected:
             raise SessionExpired("unknown document session", session_id=expected)
 
+    def _path(self) -> str | None:
+        """The file the room holds, where it is now (renames follow); the root for the state
+        room; None for the presence room, which holds no content."""
+        if self.name == GLOBAL_AWARENESS:
+            return None
+        if self.name == STATE_ROOM:
+            return ""
+        session = self.datastore.documents.sessions.get(self.name)
+        if session is not None:
+            return session.path
+        file_format, file_type, file_id = parse_room_name(self.name)
+        kind_of(file_format, file_type)  # an unsupported kind is a 4400 before all else
+        path = self.datastore.ids.path(file_id)
+        if path is None:
+            raise NotFound(f"no file has id {file_id}")
+        return path
+
+    def _check_role(self, needed: Role, operation: str) -> None:
+        path = self._path()
+        if path is not None:
+            self.datastore.permissions.require(self.user, path, needed, operation)
+
+    def _refuse(self, socket: WebSocket, message: Message) -> bool:
+        """Refuse an edit or a save the peer's role does not allow: a RAW `refused` message
+        says why, the peer stays (it may still read and show presence)."""
+        if isinstance(message, SyncUpdate | SyncStep2):
+            if message.update == EMPTY_UPDATE:
+                return False
+            operation = "edit"
+        elif isinstance(message, SaveRequest):
+            operation = "save"
+        else:
+            return False
+        try:
+            self._check_role(Role.EDITOR, operation)
+        except Forbidden as exc:
+            socket.send(Outgoing(raw_message({"type": "refused", "reason": exc.detail})))
+            if isinstance(message, SaveRequest):  # the client waits for the save's answer
+                reply = {"type": "save", "responseTo": message.request_id, "status": "failed"}
+                socket.send(Outgoing(raw_message(reply)))
+            return True
+        return False
+
     def _fail(self, exc: DatastoreError) -> None:
         log.info("room %s: closing a peer with %d: %s", self.name, exc.close_code, exc.detail)
         if self.socket is not None:
@@ -96,7 +154,9 @@ class RoomPeer:
         try:
             if isinstance(message, str):
                 raise BadRequest("text frames are not supported; send binary y-websocket messages")
-            room.receive(socket, parse_message(message))
+            parsed = parse_message(message)
+            if not self._refuse(socket, parsed):
+                room.receive(socket, parsed)
         except ProtocolError as exc:
             self._fail(BadRequest(exc.detail))
         except DatastoreError as exc:

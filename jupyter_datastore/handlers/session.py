@@ -12,6 +12,7 @@ import posixpath
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..auth import Role
 from ..documents import kind_of
 from ..errors import BadRequest, NotFound
 from .base import DatastoreHandler
@@ -42,6 +43,7 @@ class DocSessionHandler(DatastoreHandler):
             raise BadRequest('the body must give "format" and "type" as strings')
         kind_of(file_format, file_type)
         path = api_path(path)
+        self.require(path, Role.VIEWER, "open")
         if not await self.datastore.io.exists(path):
             raise NotFound(f"no file at {path}")
         file_id, created = self.datastore.ids.index(path)

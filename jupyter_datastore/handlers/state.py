@@ -2,7 +2,8 @@
 
 The live model is the room `datastore:state` (`/api/collaboration/room/datastore:state`,
 with the `session_id` given here as `sessionId`); this is its snapshot for REST callers.
-Reading it needs `read` on `kernels`.
+Reading it needs `read` on `kernels` and the viewer role on the root: it shows the whole
+server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..auth import Role
 from .base import DatastoreHandler
 
 __all__ = ["StateHandler", "StateRefreshHandler"]
@@ -23,6 +25,7 @@ class StateHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        self.require("", Role.VIEWER, "read the server's state")
         self.finish(json.dumps(self.datastore.state.snapshot()))
 
 
@@ -35,6 +38,7 @@ class StateRefreshHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        self.require("", Role.VIEWER, "read the server's state")
         state = self.datastore.state
         await state.refresh()
         self.finish(json.dumps(state.snapshot()))

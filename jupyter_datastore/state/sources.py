@@ -38,6 +38,8 @@ class JupyterServices:
     """jupyter_server_terminals' TerminalManager; None when terminals are off."""
     web_app: Any = None
     """The server's web application: its start time, last activity and base URL."""
+    identity: Any = None
+    """The IdentityProvider: who a request is, and (if it knows) their groups."""
 
 
 async def kernel_entries(services: JupyterServices, states: dict[str, str]) -> dict[str, Any]:

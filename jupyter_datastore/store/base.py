@@ -191,3 +191,11 @@ class Store(ABC):
     @abstractmethod
     async def delete_notification(self, recipient: str, notification_id: str) -> bool:
         """Delete a recipient's notification; False if they have none with that id."""
+
+    @abstractmethod
+    async def get_permissions(self) -> dict[str, dict[str, Any]]:
+        """Every permission rule, by the path it is set on ("" is the root)."""
+
+    @abstractmethod
+    async def put_permission(self, path: str, rule: dict[str, Any] | None) -> None:
+        """Set the rule on a path; None removes it."""

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, created);
+CREATE TABLE IF NOT EXISTS permissions (path TEXT PRIMARY KEY, rule TEXT NOT NULL);
 """
 _CHECKPOINT_EVERY = 1.0  # seconds, while there are new writes
 _APPEND = "INSERT INTO updates (doc, seq, data) VALUES (?, ?, ?)"
@@ -470,6 +471,27 @@ class SQLiteStore(Store):
             return cursor.rowcount > 0
 
         return self._write(job)
+
+    # --- permissions ---
+
+    async def get_permissions(self) -> dict[str, dict[str, Any]]:
+        def job(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            rows = db.execute("SELECT path, rule FROM permissions").fetchall()
+            return {path: json.loads(rule) for path, rule in rows}
+
+        return await self._read(job)
+
+    async def put_permission(self, path: str, rule: dict[str, Any] | None) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            if rule is None:
+                db.execute("DELETE FROM permissions WHERE path = ?", (path,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO permissions (path, rule) VALUES (?, ?)",
+                    (path, json.dumps(rule)),
+                )
+
+        self._write(job)
 
 
 def _load(db: sqlite3.Connection, name: str) -> StoredDocument | None:

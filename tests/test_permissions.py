@@ -1,0 +1,268 @@
+"""Roles per document with three people on one server: alice owns everything (configured),
+bob and carol get what alice shares; everything else is private (default role `none`)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import httpx
+import pytest
+from execapi import outputs_text
+from notebooks import code_cell, notebook, read_notebook, write_notebook
+from pycrdt import Array, Doc, Text
+from two_users import ARGS, two_users_env
+from yclient import YClient, eventually, until
+
+from jupyter_datastore.protocol.lib0 import var_uint
+from jupyter_datastore.protocol.messages import sync_step2, sync_update
+
+pytestmark = pytest.mark.timeout(180)
+
+PERMISSION = "https://events.jupyter.org/jupyter_datastore/permission/v1"
+TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from conftest import Server
+
+    args = [*ARGS, "--DatastoreApp.default_role=none", "--DatastoreApp.owners=alice"]
+    instance = Server(tmp_path_factory.mktemp("root"), args, env=two_users_env()).start()
+    yield instance
+    instance.stop()
+    instance.check_log()
+    instance.remove_home()
+
+
+def http(server: Any, user: str) -> httpx.AsyncClient:
+    headers = {"Authorization": f"token {TOKENS[user]}"}
+    return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60)
+
+
+async def share(server: Any, path: str, rule: dict[str, Any]) -> dict[str, Any]:
+    async with http(server, "alice") as alice:
+        response = await alice.put(f"/api/datastore/permissions/{path}", json=rule)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+def source(client: YClient, index: int = 0) -> str:
+    return str(client.doc.get("cells", type=Array)[index]["source"])
+
+
+def type_into(client: YClient, text: str, index: int = 0) -> None:
+    cell_source = client.doc.get("cells", type=Array)[index]["source"]
+    cell_source += text
+
+
+def refusals(client: YClient) -> list[dict[str, Any]]:
+    return [r for r in client.raw if r.get("type") == "refused"]
+
+
+async def test_a_viewer_reads_but_their_edits_reach_no_one(server) -> None:
+    write_notebook(server.root / "shared.ipynb", notebook(code_cell("x = 1", "c1")))
+    await share(server, "shared.ipynb", {"users": {"bob": "editor", "carol": "viewer"}})
+    bob = await YClient.connect(server.url, TOKENS["bob"], "shared.ipynb")
+    carol = await YClient.connect(server.url, TOKENS["carol"], "shared.ipynb")
+    try:
+        assert source(carol) == "x = 1"  # a viewer syncs
+        type_into(carol, " # carol was here")
+        await until(lambda: len(refusals(carol)) == 1, what="the refusal")
+        assert "needs the role editor" in refusals(carol)[0]["reason"]
+        assert "carol is viewer" in refusals(carol)[0]["reason"]
+        saved = await carol.save(request_id=7)  # Ctrl-S from a viewer is refused too
+        assert saved["status"] == "failed" and len(refusals(carol)) == 2
+        # bob's edit goes through, to carol as well; carol's never reached bob or the file.
+        type_into(bob, " # bob")
+        await until(lambda: "# bob" in source(carol), what="bob's edit at carol")
+        assert "carol" not in source(bob)
+        path = server.root / "shared.ipynb"
+        await until(lambda: "# bob" in "".join(read_notebook(path)["cells"][0]["source"]))
+        assert "carol" not in "".join(read_notebook(path)["cells"][0]["source"])
+        # Presence still works for a viewer.
+        await carol.set_awareness(carol.doc.client_id, 1, {"user": {"name": "carol"}})
+        await until(lambda: carol.doc.client_id in bob.awareness, what="carol's presence")
+    finally:
+        await bob.close()
+        await carol.close()
+
+
+async def test_a_role_changed_while_the_room_is_open_applies_to_the_next_message(server) -> None:
+    write_notebook(server.root / "demote.ipynb", notebook(code_cell("a", "c1")))
+    await share(server, "demote.ipynb", {"users": {"bob": "editor"}})
+    alice = await YClient.connect(server.url, TOKENS["alice"], "demote.ipynb")
+    bob = await YClient.connect(server.url, TOKENS["bob"], "demote.ipynb")
+    try:
+        type_into(bob, "b")
+        await until(lambda: source(alice) == "ab", what="bob's first edit")
+        await share(server, "demote.ipynb", {"users": {"bob": "viewer"}})
+        type_into(bob, "c")
+        await until(lambda: len(refusals(bob)) == 1, what="bob's refusal")
+        assert source(alice) == "ab"
+        # Promoted again, bob edits from a fresh copy (his old one holds the refused "c",
+        # on which his next edits would depend).
+        await share(server, "demote.ipynb", {"users": {"bob": "editor"}})
+        again = await YClient.connect(server.url, TOKENS["bob"], "demote.ipynb")
+        type_into(again, "d")
+        await until(lambda: source(alice) == "abd", what="bob's edit after promotion")
+        await again.close()
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_runners_run_viewers_do_not(server) -> None:
+    write_notebook(server.root / "run.ipynb", notebook(code_cell("6 * 7", "c1")))
+    await share(server, "run.ipynb", {"users": {"bob": "runner", "carol": "viewer"}})
+    body = {"path": "run.ipynb", "cell_ids": ["c1"]}
+    async with http(server, "carol") as carol, http(server, "bob") as bob:
+        refused = await carol.post("/api/datastore/executions", json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "forbidden"
+        ran = await bob.post("/api/datastore/executions", json=body)
+        assert ran.status_code == 202, ran.text
+        (record,) = ran.json()["executions"]
+
+        async def finished() -> dict[str, Any] | None:
+            got = (await carol.get(f"/api/datastore/executions/{record['id']}")).json()
+            return got if got["status"] == "ok" else None
+
+        done = await eventually(finished)  # a viewer may read the record
+        assert done["outputs"][0]["data"]["text/plain"] == "42"
+        # jupyter_server's own API: the viewer may read the notebook, not write it or run it.
+        assert (await carol.get("/api/contents/run.ipynb")).status_code == 200
+        put = await carol.put("/api/contents/run.ipynb", json=read_notebook_model(server))
+        assert put.status_code == 403
+        assert (await carol.post("/api/kernels", json={"name": "python3"})).status_code == 403
+        kernel_id = done["kernel_id"]
+        assert (await carol.post(f"/api/kernels/{kernel_id}/interrupt")).status_code == 403
+        assert (await bob.post(f"/api/kernels/{kernel_id}/interrupt")).status_code == 204
+        # nobody outside the share sees the notebook at all
+        assert (await carol.get("/api/contents/private.ipynb")).status_code in (403, 404)
+    reader = await YClient.connect(server.url, TOKENS["bob"], "run.ipynb")
+    try:
+        assert outputs_text(reader.doc, "c1") == "42"
+    finally:
+        await reader.close()
+
+
+def read_notebook_model(server: Any) -> dict[str, Any]:
+    content = read_notebook(server.root / "run.ipynb")
+    return {"type": "notebook", "format": "json", "content": content}
+
+
+async def test_no_role_means_no_room_and_no_session(server) -> None:
+    write_notebook(server.root / "private.ipynb", notebook(code_cell("secret", "c1")))
+    async with http(server, "carol") as carol:
+        response = await carol.put(
+            "/api/collaboration/session/private.ipynb", json={"format": "json", "type": "notebook"}
+        )
+        assert response.status_code == 403
+        # Server-wide things need a role on the root: the events and the server's state.
+        for url in ("/api/events", "/api/datastore/state", "/api/events/schemas"):
+            assert (await carol.get(url)).status_code == 403, url
+        event = {"schema_id": PERMISSION, "version": "1", "data": {"action": "changed", "path": ""}}
+        assert (await carol.post("/api/events", json=event)).status_code == 403
+    # With the room id known (from alice), carol's socket is closed with 4403.
+    alice = await YClient.connect(server.url, TOKENS["alice"], "private.ipynb")
+    try:
+        session_id = server.get("/api/datastore/status")["sessionId"]
+        intruder = await YClient.connect(
+            server.url, TOKENS["carol"], room=alice.room, session_id=session_id, wait_sync=False
+        )
+        code, reason = await intruder.wait_closed()
+        assert code == 4403 and json.loads(reason)["error"] == "forbidden"
+        await intruder.close()
+    finally:
+        await alice.close()
+
+
+async def test_rules_are_inherited_and_groups_count(server) -> None:
+    (server.root / "team").mkdir(exist_ok=True)
+    write_notebook(server.root / "team" / "plan.ipynb", notebook(code_cell("plan", "c1")))
+    await share(server, "team", {"groups": {"team": "editor"}, "default": "viewer"})
+    async with http(server, "bob") as bob, http(server, "carol") as carol:
+        mine = (await bob.get("/api/datastore/permissions/team/plan.ipynb")).json()
+        assert mine["role"] == "editor" and mine["decided_by"] == "team"
+        theirs = (await carol.get("/api/datastore/permissions/team/plan.ipynb")).json()
+        assert theirs["role"] == "viewer"
+        # Only an owner shares.
+        denied = await bob.put("/api/datastore/permissions/team", json={"default": "owner"})
+        assert denied.status_code == 403
+    # Bad rules change nothing.
+    async with http(server, "alice") as alice:
+        for bad in ({"users": {"bob": "admin"}}, {"users": ["bob"]}, {"other": 1}, [1]):
+            response = await alice.put("/api/datastore/permissions/team", json=bad)
+            assert response.status_code == 400, (bad, response.text)
+        outside = await alice.put("/api/datastore/permissions/../x", json={})
+        assert outside.status_code in (400, 404)
+        rule = (await alice.get("/api/datastore/permissions/team")).json()["rule"]
+        assert rule == {"users": {}, "groups": {"team": "editor"}, "default": "viewer"}
+
+
+async def test_every_change_and_refusal_is_an_event(server) -> None:
+    write_notebook(server.root / "audit.ipynb", notebook(code_cell("", "c1")))
+    await share(server, "audit.ipynb", {"users": {"carol": "viewer"}})
+    async with http(server, "carol") as carol:
+        body = {"path": "audit.ipynb", "cell_ids": ["c1"]}
+        assert (await carol.post("/api/datastore/executions", json=body)).status_code == 403
+    async with http(server, "alice") as alice:
+
+        async def audit() -> list[dict[str, Any]]:
+            events = (await alice.get(f"/api/events?schema_id={PERMISSION}")).json()["events"]
+            return [e for e in events if e["path"] == "audit.ipynb"]
+
+        events = await eventually(lambda: _both(audit))
+        changed = next(e for e in events if e["action"] == "changed")
+        assert changed["user"] == "alice" and changed["rule"]["users"] == {"carol": "viewer"}
+        refused = next(e for e in events if e["action"] == "refused")
+        assert refused["user"] == "carol" and refused["needed"] == "runner"
+        assert refused["operation"] == "execute"
+
+
+async def _both(audit: Any) -> list[dict[str, Any]] | None:
+    events = await audit()
+    actions = {e["action"] for e in events}
+    return events if actions >= {"changed", "refused"} else None
+
+
+async def test_a_viewers_fuzzed_messages_change_nothing(server) -> None:
+    write_notebook(server.root / "fuzz.ipynb", notebook(code_cell("keep me", "c1")))
+    await share(server, "fuzz.ipynb", {"users": {"carol": "viewer", "bob": "editor"}})
+    bob = await YClient.connect(server.url, TOKENS["bob"], "fuzz.ipynb")
+    carol = await YClient.connect(server.url, TOKENS["carol"], "fuzz.ipynb")
+    before = bob.doc.get_update()
+    rng = random.Random(7)
+    try:
+        # Crafted: real updates made on a copy of the document (new cells, deleted text),
+        # sent as updates and as SyncStep2 replies.
+        for n in range(20):
+            copy = Doc()
+            copy.apply_update(carol.doc.get_update())
+            cells = copy.get("cells", type=Array)
+            if n % 2:
+                source_text = cells[0]["source"]
+                assert isinstance(source_text, Text)
+                del source_text[0 : len(str(source_text))]
+            else:
+                cells[0]["source"] += f" {n}"
+            update = copy.get_update(carol.doc.get_state())
+            await carol.send(sync_update(update) if n % 3 else sync_step2(update))
+        # Random: arbitrary payloads framed as updates.
+        for _ in range(50):
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+            await carol.send(var_uint(0) + var_uint(2) + var_uint(len(junk)) + junk)
+        await until(lambda: len(refusals(carol)) >= 70, what="a refusal for each")
+        type_into(bob, "!")  # the room still works, and is as bob left it
+        await until(lambda: source(carol) == "keep me!", what="bob's edit at carol")
+        assert source(bob) == "keep me!"
+        check = Doc()
+        check.apply_update(before)
+        assert bob.doc.get_state() != check.get_state()  # only bob's "!" was added
+        path = server.root / "fuzz.ipynb"
+        await until(lambda: "".join(read_notebook(path)["cells"][0]["source"]) == "keep me!")
+    finally:
+        await bob.close()
+        await carol.close()
