@@ -133,6 +133,20 @@ class DatastoreApp(ExtensionApp):
         help="Seconds a kernel that died stays in the state room, shown as dead with the reason.",
     )
 
+    undo_steps = Int(
+        100,
+        config=True,
+        help="""Undo steps kept per user and document for POST /api/datastore/rooms/{room}/undo
+        (0: no server-side undo; rooms then never keep a live document for it).""",
+    )
+    undo_capture = Float(
+        0.5, config=True, help="Seconds within which a user's changes make one undo step."
+    )
+    undo_expiry = Float(
+        1800.0,
+        config=True,
+        help="Seconds a user's undo history is kept after their last change or undo in a room.",
+    )
     default_role = Enum(
         ["none", "viewer", "editor", "runner", "owner"],
         default_value="owner",
@@ -181,7 +195,12 @@ class DatastoreApp(ExtensionApp):
             save=SavePolicy(self.save_delay, self.save_max_wait, self.autosave),
             watch=WatchPolicy(self.file_poll_interval, self.file_verify_interval),
             room_idle_timeout=self.room_idle_timeout,
-            room=RoomSettings(broadcast_interval=self.broadcast_interval),
+            room=RoomSettings(
+                broadcast_interval=self.broadcast_interval,
+                undo_steps=self.undo_steps,
+                undo_capture=self.undo_capture,
+                undo_expiry=self.undo_expiry,
+            ),
             limits=TransportLimits(self.max_message_size, self.peer_send_limit),
             execution=ExecutionPolicy(
                 output_limit=self.output_limit,

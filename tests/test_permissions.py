@@ -266,3 +266,26 @@ async def test_a_viewers_fuzzed_messages_change_nothing(server) -> None:
     finally:
         await bob.close()
         await carol.close()
+
+
+async def test_a_viewer_cannot_undo(server) -> None:
+    write_notebook(server.root / "undo.ipynb", notebook(code_cell("", "c1")))
+    await share(server, "undo.ipynb", {"users": {"bob": "editor"}})
+    bob = await YClient.connect(server.url, TOKENS["bob"], "undo.ipynb")
+    try:
+        type_into(bob, "typed by bob")
+        await until(
+            lambda: (
+                "typed" in "".join(read_notebook(server.root / "undo.ipynb")["cells"][0]["source"])
+            )
+        )
+        await share(server, "undo.ipynb", {"users": {"bob": "viewer"}})
+        async with http(server, "bob") as client:
+            refused = await client.post(f"/api/datastore/rooms/{bob.room}/undo")
+            assert refused.status_code == 403, refused.text
+            await share(server, "undo.ipynb", {"users": {"bob": "editor"}})
+            done = await client.post(f"/api/datastore/rooms/{bob.room}/undo")
+            assert done.status_code == 200, done.text
+        await until(lambda: source(bob) == "", what="bob's text undone")
+    finally:
+        await bob.close()

@@ -20,6 +20,7 @@ from .room import RoomHandler
 from .session import DocSessionHandler
 from .state import StateHandler, StateRefreshHandler
 from .status import StatusHandler
+from .undo import RedoHandler, UndoHandler
 
 __all__ = ["handlers"]
 
@@ -31,6 +32,8 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/state", StateHandler),
     (r"/api/datastore/state/refresh", StateRefreshHandler),
     (r"/api/datastore/permissions/(?P<path>.*)", PermissionsHandler),
+    (r"/api/datastore/rooms/(?P<room_id>[^/]+)/undo", UndoHandler),
+    (r"/api/datastore/rooms/(?P<room_id>[^/]+)/redo", RedoHandler),
     *event_handlers,
     *notification_handlers,
     (r"/api/datastore/executions", ExecutionsHandler),

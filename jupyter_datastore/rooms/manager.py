@@ -29,7 +29,6 @@ class RoomManager:
         self._opener = opener
         self.idle_timeout = idle_timeout
         self.emit = emit
-        self._users: dict[Peer, str | None] = {}
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -60,18 +59,18 @@ class RoomManager:
             del self._opening[name]
 
     async def join(self, name: str, peer: Peer, *, user: str | None = None) -> Room:
-        """Add a peer to a room (`user`: who it is, for the peer events)."""
+        """Add a peer to a room (`user`: who it is, for the peer events and their undo
+        history in the room)."""
         room = await self.get(name)
         self._cancel_timer(name)
-        room.join(peer)
-        self._users[peer] = user
+        room.join(peer, user)
         self._peer_event("joined", room, user)
         return room
 
     def leave(self, room: Room, peer: Peer) -> None:
         joined = peer in room.peers
+        user = room.peers.get(peer)
         room.leave(peer)
-        user = self._users.pop(peer, None)
         if joined:
             self._peer_event("left", room, user)
         self._schedule_if_idle(room)
@@ -82,7 +81,14 @@ class RoomManager:
 
     def users_in(self, room: Room) -> list[str | None]:
         """Who each peer of a room is (None: a peer with no name)."""
-        return [self._users.get(peer) for peer in room.peers]
+        return list(room.peers.values())
+
+    def opened(self, name: str) -> Room | None:
+        """The room `name` if it is open now (None while it opens or closes, or when it is
+        not open): for what only an open room has, such as its peers' undo histories."""
+        if name in self._closing:
+            return None
+        return self.rooms.get(name)
 
     def pin(self, room: Room) -> None:
         """Serve a room the server made itself; it stays open until the server stops."""

@@ -19,6 +19,14 @@ reconnects and resyncs). Nothing is dropped silently: a peer gets every update o
 
 A SyncStep2 reply is built when the request arrives but released only once everything in it
 is durable, so no peer ever holds an update that the store could lose.
+
+Undo: each named user's own changes are undo steps of theirs (`undo.py`), which `undo` and
+`redo` take back or redo, leaving everyone else's changes in place. Undoing needs the live
+document, so a named user's first edit makes the room live and it stays live while anyone
+has history: `undo_expiry` seconds after their last change or undo, at most, or until the
+room closes. An undo is the server's change on the user's behalf: persisted and broadcast
+(to every peer, the user's own clients too) like any other. A room only viewed, or edited
+by peers with no name, never becomes live for this.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent, get_state, get_update, merge_updates
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Conflict
 from ..events.catalog import STORE_FAULT, Emit, no_emit
 from ..protocol.frames import Outgoing
 from ..protocol.messages import (
@@ -52,6 +60,7 @@ from ..protocol.messages import (
 )
 from ..store.base import merge
 from .awareness import AwarenessTable
+from .undo import Author, UndoHistory, UndoStatus, is_named, undo_roots
 
 __all__ = ["EMPTY_UPDATE", "SERVER", "Peer", "Room", "RoomSettings"]
 
@@ -80,6 +89,13 @@ class RoomSettings:
     linger: float = 30.0
     """Seconds a live Y document is kept after the server last used it: while a document is
     being edited and saved, it stays live rather than being rebuilt at every save."""
+    undo_steps: int = 100
+    """Undo steps kept per named user (0: no undo history, no room is ever live for it)."""
+    undo_capture: float = 0.5
+    """Seconds within which a user's changes make one undo step (a burst of typing)."""
+    undo_expiry: float = 1800.0
+    """Seconds a user's undo history is kept after their last change or undo in the room;
+    while anyone has history the room keeps its live document (see `undo.py`)."""
 
 
 class Peer(Protocol):
@@ -111,7 +127,8 @@ class Room:
         self.read_only = read_only
         """Why peers' updates are refused (None: the room takes them)."""
         self.settings = settings
-        self.peers: dict[Peer, None] = {}
+        self.peers: dict[Peer, str | None] = {}
+        """The peers, and who each is (None: no name)."""
         self.awareness = AwarenessTable()
         self.holds = 0
         """Server-side users that keep the room open with no peer (see `RoomManager.hold`)."""
@@ -131,6 +148,9 @@ class Room:
         # The server's own client id, the same for every live document of this room, so
         # that its writes do not add a new client to the state vector each time.
         self._client_id: int = Doc().client_id
+        self._undo_roots = undo_roots(name) if settings.undo_steps > 0 else None
+        self._history: UndoHistory | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
 
         self._persist = persist
         self._seq = seq  # changes applied
@@ -189,12 +209,20 @@ class Room:
         except ValueError as exc:
             raise BadRequest(f"malformed state vector: {exc}") from exc
 
-    def push(self, update: bytes, origin: object = SERVER) -> None:
-        """Add an update to the document; raises `BadRequest` if it is not one."""
+    def push(self, update: bytes, origin: object = SERVER, *, user: str | None = None) -> None:
+        """Add an update to the document; raises `BadRequest` if it is not one.
+
+        `user`: whose change it is; a named user's change is one of their undo steps.
+        """
         if update == EMPTY_UPDATE:
             return
+        author = self._author(user)
         if self._doc is not None:
-            self._apply(update, origin)
+            try:
+                self._apply(update, origin, author)
+            finally:
+                if author is not None:
+                    self._settle(author.user)
             return
         try:
             get_state(update)  # decodes the whole update: our validation
@@ -207,11 +235,12 @@ class Room:
             self.state()
         self._batch(update, origin)
 
-    def _apply(self, update: bytes, origin: object) -> None:
+    def _apply(self, update: bytes, origin: object, author: Author | None = None) -> None:
         assert self._doc is not None
         previous, self._origin = self._origin, origin
         try:
-            self._doc.apply_update(update)
+            with self._doc.transaction(origin=author):
+                self._doc.apply_update(update)
         except ValueError as exc:
             raise BadRequest(f"malformed update: {exc}") from exc
         finally:
@@ -221,8 +250,8 @@ class Room:
     def document(self, origin: object = SERVER) -> Iterator[Doc[Any]]:
         """A live Y document to read or change, synchronously; changes are broadcast.
 
-        Changes made inside are attributed to `origin`. Do not await inside the block: peers'
-        updates must not interleave with a half-made change.
+        Changes made inside are attributed to `origin`, and are no one's undo steps. Do not
+        await inside the block: peers' updates must not interleave with a half-made change.
         """
         doc = self._live()
         self._doc_users += 1
@@ -260,7 +289,7 @@ class Room:
         """Back to update bytes: the live document's state, garbage-collected, is the base."""
         self._drop_timer = None
         doc = self._doc
-        if doc is None or self._doc_users:
+        if doc is None or self._doc_users or self._history is not None:
             return
         self._base = doc.get_update()
         self._known = doc.get_state()
@@ -268,11 +297,89 @@ class Room:
         doc.unobserve(self._subscription)
         self._doc = self._subscription = None
 
+    # --- undo, per user ---
+
+    def _author(self, user: str | None) -> Author | None:
+        """The origin of a change of `user`'s: a named user's starts or extends their undo
+        history (making the document live); None for anyone else."""
+        if self._undo_roots is None or not is_named(user):
+            return None
+        assert user is not None
+        doc = self._live()
+        if self._history is None:
+            settings = self.settings
+            self._history = UndoHistory(
+                doc, self._undo_roots, steps=settings.undo_steps, capture=settings.undo_capture
+            )
+        author = self._history.author(user)
+        if self._expiry_timer is None:
+            self._expire()
+        return author
+
+    def _expire(self) -> None:
+        """Forget the histories unused for `undo_expiry`; the document may then be dropped.
+        One timer per room, re-armed for the next expiry when it fires."""
+        self._expiry_timer = None
+        history = self._history
+        if history is None:
+            return
+        wait = history.expire(self.settings.undo_expiry)
+        if wait is not None:
+            self._expiry_timer = asyncio.get_running_loop().call_later(wait, self._expire)
+        else:
+            self._end_history()
+
+    def _settle(self, user: str) -> None:
+        """A change that left `user` nothing to undo (a peer's resync, a change outside the
+        undoable roots) keeps no history, nor the live document."""
+        if self._history is not None:
+            self._history.settle(user)
+            if not len(self._history):
+                self._end_history()
+
+    def _end_history(self) -> None:
+        """No one has history left: back to update bytes once the document is unused."""
+        self._history = None
+        if not self._doc_users:
+            self._schedule_drop()
+
+    def undo(self, user: str, steps: int = 1) -> UndoStatus:
+        """Undo `user`'s last `steps` steps (fewer if they have fewer); `Conflict` if none."""
+        return self._undo(user, steps, redo=False)
+
+    def redo(self, user: str, steps: int = 1) -> UndoStatus:
+        """Redo `user`'s last undone `steps` steps (fewer if fewer); `Conflict` if none."""
+        return self._undo(user, steps, redo=True)
+
+    def undo_status(self, user: str) -> UndoStatus:
+        """Whether `user` has something to undo or redo here."""
+        if self._history is None:
+            return UndoStatus(0, can_undo=False, can_redo=False)
+        return self._history.status(user)
+
+    def _undo(self, user: str, steps: int, *, redo: bool) -> UndoStatus:
+        verb = "redo" if redo else "undo"
+        if self.read_only is not None:
+            raise Conflict(f"nothing to {verb}: the room takes no changes ({self.read_only})")
+        history = self._history
+        status = self.undo_status(user)
+        if history is None or not (status.can_redo if redo else status.can_undo):
+            raise Conflict(f"{user} has nothing to {verb} in room {self.name}")
+        # The change is the server's, on the user's behalf: broadcast to all peers (the
+        # user's own too) and made with the undo manager's origin, in no one's steps.
+        previous, self._origin = self._origin, Author(user)
+        try:
+            done = history.undo(user, steps, redo=redo)
+        finally:
+            self._origin = previous
+        return history.status(user, done)
+
     # --- peers ---
 
-    def join(self, peer: Peer) -> None:
-        """Start syncing a peer: our state vector, then everyone's awareness."""
-        self.peers[peer] = None
+    def join(self, peer: Peer, user: str | None = None) -> None:
+        """Start syncing a peer (`user`: who it is): our state vector, then everyone's
+        awareness."""
+        self.peers[peer] = user
         peer.send(Outgoing(sync_step1(self._state_vector())))
         snapshot = self.awareness.snapshot()
         if snapshot is not None:
@@ -309,7 +416,7 @@ class Room:
             peer.send(Outgoing(raw_message({"type": "refused", "reason": self.read_only})))
             return
         try:
-            self.push(update, origin=peer)
+            self.push(update, origin=peer, user=self.peers.get(peer))
         except BadRequest:
             raise
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
@@ -460,5 +567,11 @@ class Room:
         await asyncio.gather(*self._tasks, self._flusher, return_exceptions=True)
         if self._drop_timer is not None:
             self._drop_timer.cancel()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        if self._history is not None:
+            self._history.clear()
+            self._history = None
         self._doc_users = 0
         self._drop()

@@ -1,0 +1,99 @@
+"""`POST /api/datastore/rooms/{room_id}/undo` and `/redo`: the caller's own last changes.
+
+    ?steps=N   how many steps (1 to 100; 1 if not given)
+    200  {"room_id", "user", "status": "undone" | "redone", "steps", "can_undo", "can_redo"}
+    400  a malformed room id or `steps`
+    403  not allowed to write (the editor role on the document), or not a named user (undo
+         history is per user)
+    404  the room is not open (undo history lives in open rooms only)
+    409  nothing to undo or redo for the caller in this room
+
+Undo takes back the caller's own changes, made by any of their clients, and leaves other
+people's in place (`rooms/undo.py`). The answer comes once the change is durable, as for
+any edit; every peer of the room gets it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tornado import web
+
+from ..auth import Role
+from ..documents.kinds import kind_of
+from ..documents.service import parse_room_name
+from ..errors import BadRequest, Forbidden, NotFound
+from ..rooms.undo import is_named
+from .base import DatastoreHandler, authorized_to
+
+__all__ = ["MAX_STEPS", "RedoHandler", "UndoHandler"]
+
+MAX_STEPS = 100
+"""The most steps one request may undo or redo (a room keeps at most 100 per user)."""
+
+
+def parse_steps(value: str | None) -> int:
+    if value is None:
+        return 1
+    if not (
+        value.isascii() and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= MAX_STEPS
+    ):
+        raise BadRequest(f"steps must be a whole number from 1 to {MAX_STEPS}, not {value[:20]!r}")
+    return int(value)
+
+
+def check_room_id(room_id: str) -> None:
+    """`format:type:fileId` of a document kind we serve, or a 400."""
+    if room_id.count(":") < 2:
+        raise BadRequest(f"{room_id[:80]!r} is not a room id (format:type:fileId)")
+    file_format, file_type, _ = parse_room_name(room_id)
+    kind_of(file_format, file_type)
+
+
+may_change = authorized_to("write")
+"""Who may undo or redo in a document: the one check, on both routes (jupyter_server's
+authorizer, resource "contents", action "write")."""
+
+
+class _HistoryHandler(DatastoreHandler):
+    auth_resource = "contents"
+
+    async def change(self, room_id: str, *, redo: bool) -> None:
+        steps = parse_steps(self.get_query_argument("steps", None))
+        check_room_id(room_id)
+        user = self.user_name
+        if user is None or not is_named(user):
+            raise Forbidden(
+                "undo and redo are per user, and this request names none (a shared token "
+                "identifies no one): sign in as a user"
+            )
+        room = self.datastore.rooms.opened(room_id)
+        if room is None:
+            raise NotFound(f"room {room_id} is not open (undo history lives in open rooms)")
+        # Undoing is editing: a user demoted to viewer takes nothing back.
+        self.require(self.path_of_room(room_id), Role.EDITOR, "redo" if redo else "undo")
+        status = room.redo(user, steps) if redo else room.undo(user, steps)
+        await room.flushed()
+        body = {
+            "room_id": room_id,
+            "user": user,
+            "status": "redone" if redo else "undone",
+            "steps": status.steps,
+            "can_undo": status.can_undo,
+            "can_redo": status.can_redo,
+        }
+        self.finish(json.dumps(body))
+
+
+class UndoHandler(_HistoryHandler):
+    @web.authenticated
+    @may_change
+    async def post(self, room_id: str) -> None:
+        await self.change(room_id, redo=False)
+
+
+class RedoHandler(_HistoryHandler):
+    @web.authenticated
+    @may_change
+    async def post(self, room_id: str) -> None:
+        await self.change(room_id, redo=True)
