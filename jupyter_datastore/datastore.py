@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import Permissions, Role
+from .auth.identity import user_groups
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .errors import DatastoreError
 from .events.bus import EventBus
@@ -90,7 +90,7 @@ class Datastore:
                 self.store,
                 default_role=s.default_role,
                 owners=s.owners,
-                groups_of=_groups_of(services.identity),
+                groups_of=lambda user: user_groups(services.identity, user),
                 emit=self.events.emit,
             )
             await self.permissions.start()
@@ -159,12 +159,3 @@ class Datastore:
             await self.events.stop()
             await self.documents.stop()
             await self.store.close()
-
-
-def _groups_of(identity: Any) -> Callable[[str], frozenset[str]]:
-    """The identity provider's groups of a user, if it knows any (a provider behind
-    JupyterHub or our users file does; jupyter_server's default knows none)."""
-    groups_of = getattr(identity, "groups_of", None)
-    if groups_of is None:
-        return lambda user: frozenset()
-    return lambda user: frozenset(groups_of(user))
