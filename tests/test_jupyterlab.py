@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from notebooks import code_cell, notebook, read_notebook, sources, write_notebook
 from playwright.sync_api import Browser, Locator, Request, WebSocket, expect, sync_playwright
+from two_users import ARGS as TWO_USERS
+from two_users import two_users_env
 
 pytestmark = pytest.mark.browser
 
@@ -63,6 +65,7 @@ SYNC_TIMEOUT = 10_000  # ms: an edit reaching the other page
 EDITOR = ".jp-Notebook .jp-Cell .jp-InputArea-editor .cm-content"
 ROOM_PATH = "/api/collaboration/room/"
 GLOBAL = "JupyterLab:globalAwareness"
+PERMISSION = "https://events.jupyter.org/jupyter_datastore/permission/v1"
 
 
 def chromium() -> str:
@@ -314,4 +317,52 @@ def test_jupyterlab_runs_cells_on_the_server_and_outputs_survive_the_tab(
             "hello from the server\ndone\n", timeout=LOAD_TIMEOUT
         )
         assert not again.errors, again.errors
+        settle(tabs)
+
+
+def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
+    make_server, tmp_path
+) -> None:
+    root = tmp_path / "root"
+    path = root / "shared.ipynb"
+    write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
+    roles = ["--DatastoreApp.default_role=viewer", "--DatastoreApp.owners=alice"]
+    settings = tmp_path / "lab-settings"
+    settings.mkdir()
+    (settings / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    args = [f"--LabApp.app_settings_dir={settings}", *TWO_USERS, *roles]
+    server = make_server(args, root=root, env=two_users_env())
+    lab = f"{server.url}/lab/tree/shared.ipynb"
+
+    with browser_tabs(server) as (browser, tabs):
+        tabs += [Tab(browser, "alice"), Tab(browser, "carol")]
+        alice, carol = tabs
+        alice.page.goto(f"{lab}?token=alice-token", wait_until="commit")
+        carol.page.goto(f"{lab}?token=carol-token", wait_until="commit")
+        for tab in tabs:
+            expect(tab.editor).to_have_text("x = 1", timeout=LOAD_TIMEOUT)
+
+        alice.type_at_end(" # alice")
+        expect(carol.editor).to_have_text("x = 1 # alice", timeout=SYNC_TIMEOUT)
+        carol.type_at_end(" # carol")
+        # The server refuses carol's edit: alice never gets it, and the file never has it.
+        wait_until(
+            lambda: sources(read_notebook(path)) == ["x = 1 # alice"],
+            timeout=15,
+            what="alice's edit autosaved",
+        )
+        alice.type_at_end("!")
+        expect(alice.editor).to_have_text("x = 1 # alice!", timeout=SYNC_TIMEOUT)
+        wait_until(
+            lambda: sources(read_notebook(path)) == ["x = 1 # alice!"],
+            timeout=15,
+            what="alice's second edit autosaved",
+        )
+        audit = server.get("/api/events?schema_id=" + PERMISSION)["events"]
+        assert any(e["user"] == "carol" and e["operation"] == "edit" for e in audit)
+        # carol's page stays connected (one socket to the room, no reconnect loop) and
+        # raised no error.
+        notebook_sockets = [u for u in carol.socket_urls if f"{ROOM_PATH}json:" in u]
+        assert len(notebook_sockets) == 1, carol.socket_urls
+        assert not carol.errors and not alice.errors, (carol.errors, alice.errors)
         settle(tabs)
