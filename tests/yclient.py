@@ -13,9 +13,10 @@ import websockets
 from pycrdt import Doc, TransactionEvent
 
 from jupyter_datastore.protocol.awareness import AwarenessEntry, encode_awareness_update
-from jupyter_datastore.protocol.lib0 import Reader, var_string, var_uint
+from jupyter_datastore.protocol.lib0 import Reader
 from jupyter_datastore.protocol.messages import (
     awareness_message,
+    save_request,
     sync_step1,
     sync_step2,
     sync_update,
@@ -170,7 +171,7 @@ class YClient:
             self.raw.append(json.loads(reader.read_var_string()))
 
     async def save(self, request_id: int = 1, timeout: float = 10) -> dict[str, Any]:
-        await self.send(var_uint(2) + var_string("save") + var_uint(request_id))
+        await self.send(save_request(request_id))
         await until(
             lambda: any(r.get("responseTo") == request_id for r in self.raw), timeout, "save reply"
         )

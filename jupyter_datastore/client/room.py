@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import random
 from collections import deque
@@ -35,7 +34,6 @@ from pycrdt import Doc, TransactionEvent
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..protocol.lib0 import DecodeError, Reader, var_string, var_uint
 from ..protocol.messages import (
     MessageType,
     ProtocolError,
@@ -43,6 +41,8 @@ from ..protocol.messages import (
     SyncStep2,
     SyncUpdate,
     parse_message,
+    parse_raw_reply,
+    save_request,
     sync_step1,
     sync_step2,
     sync_update,
@@ -185,9 +185,7 @@ class Room:
         assert self._outbox is not None
         request_id = next(self._save_ids)
         reply = self._saves[request_id] = asyncio.get_running_loop().create_future()
-        self._outbox.put_nowait(
-            var_uint(MessageType.RAW) + var_string("save") + var_uint(request_id)
-        )
+        self._outbox.put_nowait(save_request(request_id))
         try:
             return str(await reply)
         finally:
@@ -298,15 +296,14 @@ class Room:
     def _receive_raw(self, data: bytes) -> None:
         """Jupyter's RAW messages: JSON (save replies, refusals, conflicts)."""
         try:
-            reader = Reader(data)
-            reader.read_var_uint()
-            payload = json.loads(reader.read_var_string())
-        except (DecodeError, ValueError):
+            payload = parse_raw_reply(data)
+        except ProtocolError:
             log.warning("room %s: ignoring a malformed RAW message", self.name)
             return
-        kind = payload.get("type") if isinstance(payload, dict) else None
-        if kind == "save":
-            reply = self._saves.get(payload.get("responseTo"))
+        kind = payload.get("type")
+        request_id = payload.get("responseTo")
+        if kind == "save" and isinstance(request_id, int):
+            reply = self._saves.get(request_id)
             if reply is not None and not reply.done():
                 reply.set_result(str(payload.get("status")))
         elif kind in ("refused", "conflict"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from .awareness import AwarenessEntry, decode_awareness_update
 from .lib0 import DecodeError, Reader, var_bytes, var_string, var_uint
@@ -195,3 +196,22 @@ def awareness_message(update: bytes) -> bytes:
 def raw_message(payload: dict[str, object]) -> bytes:
     """A RAW message carrying JSON, e.g. a save reply or a conflict notice."""
     return var_uint(MessageType.RAW) + var_string(json.dumps(payload))
+
+
+def save_request(request_id: int) -> bytes:
+    """A client's RAW save command (JupyterLab's Ctrl-S)."""
+    return var_uint(MessageType.RAW) + var_string("save") + var_uint(request_id)
+
+
+def parse_raw_reply(data: bytes) -> dict[str, Any]:
+    """What a client reads from the server's RAW messages: a JSON object (`raw_message`)."""
+    try:
+        reader = Reader(data)
+        if reader.read_var_uint() != MessageType.RAW:
+            raise ProtocolError("not a RAW message")
+        payload = json.loads(reader.read_var_string())
+    except (DecodeError, ValueError) as exc:
+        raise ProtocolError(f"malformed RAW reply: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ProtocolError("a RAW reply must be a JSON object")
+    return payload

@@ -18,7 +18,9 @@ from jupyter_datastore.protocol.messages import (
     SyncUpdate,
     awareness_message,
     parse_message,
+    parse_raw_reply,
     raw_message,
+    save_request,
     sync_step1,
     sync_step2,
     sync_update,
@@ -103,3 +105,12 @@ def test_raw_message_is_json_after_the_type() -> None:
         "status": "success",
     }
     assert reader.done()
+
+
+def test_raw_replies_are_read_back_and_bad_ones_refused() -> None:
+    reply = {"type": "refused", "reason": "read-only"}
+    assert parse_raw_reply(raw_message(reply)) == reply
+    assert parse_message(save_request(9)) == SaveRequest(9)
+    for bad in (b"", b"\x02", b"\x02\x03[1]", b"\x00\x00", b"\x02\x05{nope"):
+        with pytest.raises(ProtocolError):
+            parse_raw_reply(bad)
