@@ -104,6 +104,7 @@ class DocumentSession:
         self.emit = emit
         self.missing = False
         """The file is gone from disk: autosave stops until it is back or saved explicitly."""
+        self._missing_told = False
         self._saved_seq = 0
         self._file_hash = ""
         self._signature: Signature | None = None
@@ -279,7 +280,7 @@ class DocumentSession:
         else:
             await self.store.mark_saving(self.room.name, seq)
             file_hash, signature = await self.io.write(self.path, self.kind, content, data)
-            self.missing = False
+            self._set_missing(False)
         await self.store.mark_saved(self.room.name, seq, file_hash)
         self._saved(seq, file_hash, signature)
         self._set_state(dirty=False, hash=file_hash)
@@ -316,8 +317,14 @@ class DocumentSession:
         await self._merge(await self._base(), disk)
 
     def _set_missing(self, missing: bool) -> None:
-        if missing and not self.missing:
+        """Autosaves stop at once while the file is absent, but the `missing` event waits
+        for a second look: a rename through the contents API moves the file before the file
+        id manager hears of it, and the next look finds it under its new name."""
+        if missing and self.missing and not self._missing_told:
             self._event("missing")
+            self._missing_told = True
+        if not missing:
+            self._missing_told = False
         self.missing = missing
 
     async def _base(self) -> bytes:
