@@ -23,6 +23,7 @@ from .notifications import NotificationPolicy
 from .rooms import RoomSettings
 from .state import JupyterServices, StatePolicy
 from .store import open_store
+from .store.base import Retention
 
 __all__ = ["DatastoreApp"]
 
@@ -38,6 +39,24 @@ class DatastoreApp(ExtensionApp):
         config=True,
         help="""Where durable state is kept: sqlite:///path/to/file.db. Empty means
         .jupyter/datastore.db under the server's root directory.""",
+    )
+    store_history = Float(
+        7 * 24 * 3600.0,
+        config=True,
+        help="""Seconds of each document's history the store keeps as points in time (the
+        timeline); older changes are merged into one.""",
+    )
+    store_history_step = Float(
+        60.0,
+        config=True,
+        help="""Seconds between two points in time kept in a document's history: the changes
+        of each step are merged into one when the document is compacted.""",
+    )
+    store_compact_interval = Float(
+        60.0,
+        config=True,
+        help="""Seconds between two background compactions of an open document that changed
+        (0: compact only when its room closes).""",
     )
     save_delay = Float(
         1.0, config=True, help="Seconds without a change before a document is autosaved."
@@ -195,6 +214,8 @@ class DatastoreApp(ExtensionApp):
             save=SavePolicy(self.save_delay, self.save_max_wait, self.autosave),
             watch=WatchPolicy(self.file_poll_interval, self.file_verify_interval),
             room_idle_timeout=self.room_idle_timeout,
+            retention=Retention(self.store_history, self.store_history_step),
+            compact_interval=self.store_compact_interval,
             room=RoomSettings(
                 broadcast_interval=self.broadcast_interval,
                 undo_steps=self.undo_steps,

@@ -24,6 +24,7 @@ from .notifications import NotificationPolicy, Notifications
 from .rooms import RoomManager, RoomSettings
 from .state import JupyterServices, ServerState, StatePolicy
 from .store import Store
+from .store.base import Retention
 
 __all__ = ["Datastore", "Settings", "TransportLimits"]
 
@@ -43,6 +44,9 @@ class Settings:
     save: SavePolicy = field(default_factory=SavePolicy)
     watch: WatchPolicy = field(default_factory=WatchPolicy)
     room_idle_timeout: float = 60.0
+    retention: Retention = field(default_factory=Retention)
+    compact_interval: float = 60.0
+    """Seconds between two compactions of an open document that changed (0: at close only)."""
     room: RoomSettings = field(default_factory=RoomSettings)
     limits: TransportLimits = field(default_factory=TransportLimits)
     execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
@@ -102,6 +106,8 @@ class Datastore:
                 save=s.save,
                 watch=s.watch,
                 room=s.room,
+                retention=s.retention,
+                compact_interval=s.compact_interval,
                 emit=emit,
             )
             self.rooms = RoomManager(

@@ -6,7 +6,9 @@
     ├── NotFound                    (404, close 4404)  unknown room, file id or path
     ├── Conflict                    (409, close 4409)  the request contradicts the current state
     ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
-    └── DocumentError               (500, close 4500)  a document could not be loaded or saved
+    ├── DocumentError               (500, close 4500)  a document could not be loaded or saved
+    └── StoreError                  (503, close 4503)  the store cannot read or write now
+        └── StoreCorrupt            (500, close 4500)  the store's data is damaged or unknown
 
 Each class names its HTTP status and WebSocket close code; the handlers turn an exception
 into a response or a close in exactly one place each (`handlers/base.py`). The protocol
@@ -26,6 +28,8 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "SessionExpired",
+    "StoreCorrupt",
+    "StoreError",
     "close_reason",
 ]
 
@@ -77,6 +81,23 @@ class Conflict(DatastoreError):
 
 class DocumentError(DatastoreError):
     error = "document_error"
+
+
+class StoreError(DatastoreError):
+    """The store failed (a full disk, a lost database connection): worth retrying later."""
+
+    status = 503
+    close_code = 4503
+    error = "store_unavailable"
+
+
+class StoreCorrupt(StoreError):
+    """The store's content cannot be read as a store: `jupyter-datastore store verify` says
+    what is wrong. Retrying does not help."""
+
+    status = 500
+    close_code = 4500
+    error = "store_corrupt"
 
 
 class SessionExpired(DatastoreError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..errors import BadRequest, NotFound
 from ..events.catalog import Emit, no_emit
 from ..rooms.room import Room, RoomSettings
-from ..store.base import Store
+from ..store.base import Retention, Store
 from .contents import FileIO
 from .kinds import kind_of
 from .session import DocumentSession, FileIds, SavePolicy
@@ -55,9 +55,13 @@ class Documents:
         save: SavePolicy,
         watch: WatchPolicy,
         room: RoomSettings,
+        retention: Retention,
+        compact_interval: float = 60.0,
         emit: Emit = no_emit,
     ) -> None:
         self.io = io
+        self.retention = retention
+        self.compact_interval = compact_interval
         self.store = store
         self.ids = ids
         self.save_policy = save
@@ -66,6 +70,8 @@ class Documents:
         self.emit = emit
         self.sessions: dict[str, DocumentSession] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self._compacted: dict[str, int] = {}  # room -> its seq at the last compaction
 
     async def open_room(self, name: str) -> Room:
         if name == GLOBAL_AWARENESS:
@@ -81,6 +87,7 @@ class Documents:
             ids=self.ids,
             policy=self.save_policy,
             settings=self.room_settings,
+            retention=self.retention,
             emit=self.emit,
         )
         self.sessions[name] = session
@@ -88,6 +95,7 @@ class Documents:
 
         async def closed() -> None:
             self.sessions.pop(name, None)
+            self._compacted.pop(name, None)
             await close()
 
         session.room.on_close = closed
@@ -96,11 +104,31 @@ class Documents:
     def start(self) -> None:
         if self.watch_policy.interval > 0:
             self._watcher = asyncio.ensure_future(self._watch())
+        if self.compact_interval > 0:
+            self._compactor = asyncio.ensure_future(self._compact_open_documents())
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for task in (self._watcher, self._compactor):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _compact_open_documents(self) -> None:
+        """Compact, in the background, each open document that changed since last time.
+
+        The store merges off the event loop and swaps rows in one short transaction; the
+        rooms go on taking and broadcasting changes meanwhile."""
+        while True:
+            await asyncio.sleep(self.compact_interval)
+            for name, session in list(self.sessions.items()):
+                seq = session.room.seq
+                if self._compacted.get(name) == seq:
+                    continue
+                try:
+                    await self.store.compact(name, self.retention)
+                    self._compacted[name] = seq
+                except Exception as exc:
+                    log.warning("cannot compact %s now: %s", name, exc)
 
     async def _watch(self) -> None:
         last_verify = time.monotonic()

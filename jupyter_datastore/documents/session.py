@@ -27,10 +27,10 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from ..errors import DatastoreError, NotFound
+from ..errors import DatastoreError, NotFound, StoreError
 from ..events.catalog import DOCUMENT, Emit, no_emit
 from ..rooms.room import Room, RoomSettings
-from ..store.base import Store, StoredDocument
+from ..store.base import Retention, Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
 from .kinds import DocumentKind
 
@@ -102,6 +102,7 @@ class DocumentSession:
         self.ids = ids
         self.policy = policy
         self.emit = emit
+        self.retention = Retention()
         self.missing = False
         """The file is gone from disk: autosave stops until it is back or saved explicitly."""
         self._missing_told = False
@@ -132,6 +133,7 @@ class DocumentSession:
         ids: FileIds,
         policy: SavePolicy,
         settings: RoomSettings,
+        retention: Retention,
         emit: Emit = no_emit,
     ) -> DocumentSession:
         path = ids.path(file_id)
@@ -159,6 +161,7 @@ class DocumentSession:
                 room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy, emit=emit
             )
             await session._resume(stored, disk)
+        session.retention = retention
         session._event("opened", from_store=stored is not None and bool(stored.updates))
         return session
 
@@ -369,5 +372,8 @@ class DocumentSession:
         if self.room.seq > self._saved_seq and not self.missing and self.policy.autosave:
             await self.save()
         await self.room.flushed()
-        await self.store.compact(self.room.name)
+        try:
+            await self.store.compact(self.room.name, self.retention)
+        except StoreError as exc:  # the rows stay as they are; the next close tries again
+            log.warning("cannot compact %s: %s", self.room.name, exc.detail)
         self._event("closed")

@@ -21,7 +21,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .base import Store, StoredDocument, StoredEvent, merge
+from ..errors import StoreCorrupt, StoreError
+from .base import (
+    DocumentInfo,
+    HistoryPoint,
+    Retention,
+    Store,
+    StoredDocument,
+    StoredEvent,
+    decode_row,
+    encode_row,
+    merge,
+)
+from .compaction import Run, plan
 
 __all__ = ["SQLiteStore"]
 
@@ -29,7 +41,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -45,6 +57,8 @@ CREATE TABLE IF NOT EXISTS updates (
     doc INTEGER NOT NULL REFERENCES documents(id),
     seq INTEGER NOT NULL,
     data BLOB NOT NULL,
+    time REAL NOT NULL DEFAULT 0,
+    codec INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (doc, seq)
 );
 CREATE TABLE IF NOT EXISTS executions (
@@ -74,9 +88,25 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, created);
 CREATE TABLE IF NOT EXISTS permissions (path TEXT PRIMARY KEY, rule TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS forks (id TEXT PRIMARY KEY, root TEXT NOT NULL, info TEXT NOT NULL);
+"""
+# Schema 1 had no row times, encodings or forks: its rows count as old, raw updates.
+_MIGRATE_FROM_1 = """
+ALTER TABLE updates ADD COLUMN time REAL NOT NULL DEFAULT 0;
+ALTER TABLE updates ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
 """
 _CHECKPOINT_EVERY = 1.0  # seconds, while there are new writes
-_APPEND = "INSERT INTO updates (doc, seq, data) VALUES (?, ?, ?)"
+_APPEND = "INSERT INTO updates (doc, seq, data, time) VALUES (?, ?, ?, ?)"
+# What SQLite says when the file is not a sound database (as opposed to a busy or full one).
+_CORRUPT = ("not a database", "malformed", "corrupt", "encrypted")
+
+
+def _store_error(exc: sqlite3.Error, path: str) -> StoreError:
+    """An SQLite error as the store's own: damaged data, or a failure worth retrying."""
+    text = str(exc)
+    if any(word in text for word in _CORRUPT):
+        return StoreCorrupt(f"{path}: {text} (run `jupyter-datastore store verify`)")
+    return StoreError(f"{path}: {text}")
 
 
 class SQLiteStore(Store):
@@ -106,15 +136,26 @@ class SQLiteStore(Store):
     async def start(self) -> None:
         if not self._in_memory:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        db = self._connect(writer=True)
+        try:
+            db = self._connect(writer=True)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise sqlite3.DatabaseError(
+            if version not in (0, 1, SCHEMA_VERSION):
+                raise StoreCorrupt(
                     f"{self.path} has store schema {version}; this version reads {SCHEMA_VERSION}"
                 )
-            db.executescript(_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")  # a migration happens whole or not at all
+            script = (_MIGRATE_FROM_1 if version == 1 else "") + _SCHEMA
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.close()
+            raise _store_error(exc, self.path) from exc
         except BaseException:
             db.close()
             raise
@@ -155,15 +196,17 @@ class SQLiteStore(Store):
         """Run `fn` in one transaction on the writer connection and commit it."""
         db = self._db
         if db is None:
-            raise sqlite3.ProgrammingError("the store is not running")
+            raise StoreError("the store is not running")
         try:
             db.execute("BEGIN IMMEDIATE")
             result = fn(db)
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             self._doc_ids.clear()  # ids created in the rolled back transaction are gone
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(exc, self.path) from exc
             raise
         self._writes += 1
         return result
@@ -175,11 +218,14 @@ class SQLiteStore(Store):
             return fn(self._db)
 
         def job() -> T:
-            db = self._connect(writer=False)
             try:
-                return fn(db)
-            finally:
-                db.close()
+                db = self._connect(writer=False)
+                try:
+                    return fn(db)
+                finally:
+                    db.close()
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
 
         return await asyncio.to_thread(job)
 
@@ -213,14 +259,18 @@ class SQLiteStore(Store):
 
     async def append(self, name: str, seq: int, update: bytes) -> None:
         doc_id = self._doc_ids.get(name)
+        now = time.time()
         if doc_id is not None and self._db is not None:
             # The hot path: one statement, committed on its own.
-            self._db.execute(_APPEND, (doc_id, seq, update))
+            try:
+                self._db.execute(_APPEND, (doc_id, seq, update, now))
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
             self._writes += 1
             return
 
         def job(db: sqlite3.Connection) -> None:
-            db.execute(_APPEND, (self._doc_id(db, name), seq, update))
+            db.execute(_APPEND, (self._doc_id(db, name), seq, update, now))
 
         self._write(job)
 
@@ -244,32 +294,138 @@ class SQLiteStore(Store):
 
         self._write(job)
 
-    async def compact(self, name: str) -> None:
-        """Merge rows in a worker thread, then swap them in on the writer connection."""
-        stored = await self.load(name)
-        if stored is None:
-            return
-        saved = stored.saved_seq
-        before = [(s, u) for s, u in stored.updates if saved is not None and s <= saved]
-        after = [(s, u) for s, u in stored.updates if saved is None or s > saved]
-        parts = [part for part in (before, after) if len(part) > 1]
-        if not parts:
-            return
-        merged = await asyncio.to_thread(lambda: [merge([u for _, u in p]) for p in parts])
+    async def history(self, name: str) -> list[HistoryPoint]:
+        def job(db: sqlite3.Connection) -> list[HistoryPoint]:
+            rows = db.execute(
+                "SELECT u.seq, u.time FROM updates u JOIN documents d ON u.doc = d.id"
+                " WHERE d.name = ? ORDER BY u.seq",
+                (name,),
+            )
+            return [HistoryPoint(int(seq), float(t)) for seq, t in rows]
 
-        def job(db: sqlite3.Connection) -> None:
+        return await self._read(job)
+
+    async def compact(self, name: str, retention: Retention, now: float | None = None) -> int:
+        """Plan and merge in a worker thread, then swap the rows in one short transaction."""
+        moment = time.time() if now is None else now
+
+        def prepare(db: sqlite3.Connection) -> list[tuple[Run, int, bytes, float, int]]:
+            row = db.execute(
+                "SELECT id, saved_seq, saving_seq FROM documents WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return []
+            doc_id, saved, saving = row
+            rows = db.execute("SELECT seq, time FROM updates WHERE doc = ? ORDER BY seq", (doc_id,))
+            runs = plan(rows.fetchall(), {saved, saving} - {None}, retention, moment)
+            merged = []
+            for first, last in runs:
+                found = db.execute(
+                    "SELECT data, codec, time FROM updates WHERE doc = ? AND seq BETWEEN ? AND ?"
+                    " ORDER BY seq",
+                    (doc_id, first, last),
+                ).fetchall()
+                data, codec = encode_row(merge([decode_row(d, c) for d, c, _ in found]))
+                merged.append(((first, last), len(found), data, float(found[-1][2]), codec))
+            return merged
+
+        merged = await self._read(prepare)
+        if not merged:
+            return 0
+
+        def swap(db: sqlite3.Connection) -> int:
             doc_id = self._doc_id(db, name)
-            for part, update in zip(parts, merged, strict=True):
-                first, last = part[0][0], part[-1][0]
-                db.execute(
-                    "DELETE FROM updates WHERE doc = ? AND seq >= ? AND seq <= ?",
+            removed = 0
+            for (first, last), count, data, last_time, codec in merged:
+                cursor = db.execute(
+                    "DELETE FROM updates WHERE doc = ? AND seq BETWEEN ? AND ?",
                     (doc_id, first, last),
                 )
+                if cursor.rowcount != count:  # compacted meanwhile by someone else
+                    raise _Changed
                 db.execute(
-                    "INSERT INTO updates (doc, seq, data) VALUES (?, ?, ?)", (doc_id, last, update)
+                    "INSERT INTO updates (doc, seq, data, time, codec) VALUES (?, ?, ?, ?, ?)",
+                    (doc_id, last, data, last_time, codec),
                 )
+                removed += count - 1
+            return removed
+
+        try:
+            return self._write(swap)
+        except _Changed:
+            return 0
+
+    async def documents(self) -> list[DocumentInfo]:
+        def job(db: sqlite3.Connection) -> list[DocumentInfo]:
+            rows = db.execute(
+                "SELECT d.name, COUNT(u.seq), COALESCE(SUM(LENGTH(u.data)), 0),"
+                " COALESCE(MAX(u.seq), 0), d.saved_seq, d.updated"
+                " FROM documents d LEFT JOIN updates u ON u.doc = d.id"
+                " GROUP BY d.id ORDER BY d.name"
+            )
+            return [DocumentInfo(*row) for row in rows]
+
+        return await self._read(job)
+
+    async def delete_document(self, name: str) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            found = db.execute("SELECT id FROM documents WHERE name = ?", (name,)).fetchone()
+            if found is not None:
+                db.execute("DELETE FROM updates WHERE doc = ?", (found[0],))
+                db.execute("DELETE FROM documents WHERE id = ?", (found[0],))
 
         self._write(job)
+        self._doc_ids.pop(name, None)
+
+    async def counts(self) -> dict[str, int]:
+        tables = ("events", "executions", "notifications", "permissions", "forks")
+
+        def job(db: sqlite3.Connection) -> dict[str, int]:
+            return {t: int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
+
+        return await self._read(job)
+
+    async def check_integrity(self) -> list[str]:
+        def job(db: sqlite3.Connection) -> list[str]:
+            found = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+            return [] if found == ["ok"] else found
+
+        return await self._read(job)
+
+    def location(self) -> str:
+        return self.path
+
+    async def size_on_disk(self) -> int | None:
+        if self._in_memory:
+            return None
+        return sum(
+            os.path.getsize(self.path + suffix)
+            for suffix in ("", "-wal", "-shm")
+            if os.path.exists(self.path + suffix)
+        )
+
+    # --- forks ---
+
+    async def put_fork(self, fork_id: str, root: str, info: dict[str, Any]) -> None:
+        row = (fork_id, root, json.dumps(info))
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO forks (id, root, info) VALUES (?, ?, ?)", row
+            )
+        )
+
+    async def forks(self, root: str | None = None) -> dict[str, dict[str, Any]]:
+        def job(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            if root is None:
+                rows = db.execute("SELECT id, info FROM forks")
+            else:
+                rows = db.execute("SELECT id, info FROM forks WHERE root = ?", (root,))
+            return {fork_id: json.loads(info) for fork_id, info in rows}
+
+        return await self._read(job)
+
+    async def delete_fork(self, fork_id: str) -> None:
+        self._write(lambda db: db.execute("DELETE FROM forks WHERE id = ?", (fork_id,)))
 
     # --- execution records ---
 
@@ -494,15 +650,19 @@ class SQLiteStore(Store):
         self._write(job)
 
 
+class _Changed(Exception):
+    """The rows to swap changed since they were read: the compaction is abandoned."""
+
+
 def _load(db: sqlite3.Connection, name: str) -> StoredDocument | None:
     row = db.execute(
         "SELECT id, saved_seq, saving_seq, file_hash, base FROM documents WHERE name = ?", (name,)
     ).fetchone()
     if row is None:
         return None
-    rows = db.execute("SELECT seq, data FROM updates WHERE doc = ? ORDER BY seq", (row[0],))
+    rows = db.execute("SELECT seq, data, codec FROM updates WHERE doc = ? ORDER BY seq", (row[0],))
     return StoredDocument(
-        updates=[(int(seq), bytes(data)) for seq, data in rows],
+        updates=[(int(seq), decode_row(bytes(data), codec)) for seq, data, codec in rows],
         saved_seq=row[1],
         saving_seq=row[2],
         file_hash=row[3],

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Text
 
+from jupyter_datastore.errors import StoreCorrupt
 from jupyter_datastore.store import SQLiteStore, open_store
+from jupyter_datastore.store.base import Retention
 
 
 def updates(count: int) -> list[bytes]:
@@ -74,7 +76,7 @@ async def test_saves_and_compaction_keep_the_base_of_a_merge(tmp_path: Path) -> 
     stored = await store.load("d")
     assert stored is not None and stored.saving_seq == 4 and stored.saved_seq is None
     await store.mark_saved("d", 4, "hash4")
-    await store.compact("d")
+    assert await store.compact("d", Retention(history=0)) == 4
     stored = await store.load("d")
     assert stored is not None
     assert [seq for seq, _ in stored.updates] == [4, 6]  # one row to the save, one after it
@@ -102,7 +104,7 @@ async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) ->
     path = tmp_path / "broken.db"
     path.write_bytes(b"this is not sqlite" * 100)
     store = SQLiteStore(str(path))
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(StoreCorrupt, match="not a database"):
         await store.start()
 
 
@@ -111,7 +113,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version=99")
     db.close()
-    with pytest.raises(sqlite3.DatabaseError, match="schema 99"):
+    with pytest.raises(StoreCorrupt, match="schema 99"):
         await SQLiteStore(str(path)).start()
 
 
