@@ -34,7 +34,7 @@ from jupyter_events.schema import EventSchema
 from jupyter_events.schema_registry import SchemaRegistryException
 from referencing.exceptions import NoInternalID, Unresolvable
 
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, Conflict, NotFound, StoreError
 from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
 from .catalog import load_schemas
@@ -327,6 +327,8 @@ class EventBus:
         try:
             version = str(self.schema(schema_id).version)
             await self._append(schema_id, version, dict(data))
+        except StoreError as exc:  # the store's own fault, reported by the store_fault event
+            log.error("cannot store an event of %s: %s", schema_id, exc.detail)
         except Exception:
             log.exception("cannot store an event of %s", schema_id)
 

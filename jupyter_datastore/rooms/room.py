@@ -20,6 +20,14 @@ reconnects and resyncs). Nothing is dropped silently: a peer gets every update o
 A SyncStep2 reply is built when the request arrives but released only once everything in it
 is durable, so no peer ever holds an update that the store could lose.
 
+When the store fails (a full disk, a lost database), the write in flight is retried with
+back-off and the room stops taking edits: every peer gets RAW `{"type": "store_fault",
+"reason"}` once, and each edit it sends meanwhile a RAW `refused`; the edit stays in the
+client, which still reads and shows presence. Nothing acknowledged is lost: what was
+broadcast is durable, what was taken is retried until it is. Once a write succeeds again,
+peers get RAW `{"type": "store_recovered"}` and a SyncStep1, to which they answer with the
+edits the room refused.
+
 Undo: each named user's own changes are undo steps of theirs (`undo.py`), which `undo` and
 `redo` take back or redo, leaving everyone else's changes in place. Undoing needs the live
 document, so a named user's first edit makes the room live and it stays live while anyone
@@ -126,6 +134,8 @@ class Room:
         self.emit = emit
         self.read_only = read_only
         """Why peers' updates are refused (None: the room takes them)."""
+        self.fault: str | None = None
+        """Why the store cannot write now; peers' edits are refused until it can."""
         self.settings = settings
         self.peers: dict[Peer, str | None] = {}
         """The peers, and who each is (None: no name)."""
@@ -412,8 +422,9 @@ class Room:
     def _receive_update(self, peer: Peer, update: bytes) -> None:
         if update == EMPTY_UPDATE:
             return
-        if self.read_only is not None:
-            peer.send(Outgoing(raw_message({"type": "refused", "reason": self.read_only})))
+        refusal = self.read_only if self.fault is None else self.fault
+        if refusal is not None:
+            peer.send(Outgoing(raw_message({"type": "refused", "reason": refusal})))
             return
         try:
             self.push(update, origin=peer, user=self.peers.get(peer))
@@ -528,11 +539,22 @@ class Room:
                 if failures == 1:  # once per run of failures, not at every retry
                     self._store_fault(detail, failures, recovered=False)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 5.0)
 
     def _store_fault(self, detail: str, attempts: int, *, recovered: bool) -> None:
         data = {"operation": "append_update", "detail": detail, "room_id": self.name}
         self.emit(STORE_FAULT, {**data, "recovered": recovered, "attempts": attempts})
+        if recovered:
+            self.fault = None
+            self._broadcast(Outgoing(raw_message({"type": "store_recovered"})))
+            # Peers answer with what the room refused meanwhile.
+            self._broadcast(Outgoing(sync_step1(self._state_vector())))
+        else:
+            self.fault = (
+                f"the store cannot save changes now ({detail}); edits are refused until it "
+                "can, and yours are sent again then"
+            )
+            self._broadcast(Outgoing(raw_message({"type": "store_fault", "reason": self.fault})))
 
     def _release_replies(self) -> None:
         replies = self._replies

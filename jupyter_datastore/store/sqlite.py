@@ -181,14 +181,18 @@ class SQLiteStore(Store):
 
     def _checkpoint_loop(self) -> None:
         db = self._connect(writer=False)
-        done = 0
+        done, failing = 0, False
         try:
             while not self._stop.wait(_CHECKPOINT_EVERY):
                 if self._writes != done:
-                    done = self._writes
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
-            log.error("store checkpoints stopped: %s", exc)
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    except sqlite3.Error as exc:  # a full disk: tried again at the next write
+                        if not failing:
+                            log.error("store checkpoints fail: %s", exc)
+                        failing = True
+                        continue
+                    done, failing = self._writes, False
         finally:
             db.close()
 
