@@ -15,13 +15,14 @@ from typing import Any
 from .auth import Permissions, Role
 from .auth.identity import user_groups
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
+from .documents.forks import Forks, is_fork_id
 from .errors import DatastoreError
 from .events.bus import EventBus
 from .events.kernels import KernelWatcher
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
 from .notifications import NotificationPolicy, Notifications
-from .rooms import RoomManager, RoomSettings
+from .rooms import Room, RoomManager, RoomSettings
 from .state import JupyterServices, ServerState, StatePolicy
 from .store import Store
 from .store.base import Retention
@@ -65,6 +66,7 @@ class Datastore:
     ids: FileIds
     io: FileIO
     documents: Documents
+    forks: Forks
     rooms: RoomManager
     executor: Executor
     events: EventBus
@@ -110,9 +112,9 @@ class Datastore:
                 compact_interval=s.compact_interval,
                 emit=emit,
             )
-            self.rooms = RoomManager(
-                self.documents.open_room, idle_timeout=s.room_idle_timeout, emit=emit
-            )
+            self.rooms = RoomManager(self._open_room, idle_timeout=s.room_idle_timeout, emit=emit)
+            self.forks = Forks(self.store, self.rooms, s.room, emit=emit)
+            await self.forks.start()
             self.documents.start()
             self.executor = Executor(
                 rooms=self.rooms,
@@ -148,6 +150,15 @@ class Datastore:
             raise
         finally:
             self._started.set()
+
+    async def _open_room(self, name: str) -> Room:
+        if is_fork_id(name):
+            return await self.forks.open_room(name)
+        return await self.documents.open_room(name)
+
+    def root_room(self, name: str) -> str:
+        """The document room a room stands for: a fork's or timeline's root, else itself."""
+        return self.forks.root_of(name) or name if is_fork_id(name) else name
 
     async def ready(self) -> Datastore:
         await self._started.wait()

@@ -6,6 +6,7 @@ from typing import Any
 
 from .events import event_handlers
 from .executions import ExecutionHandler, ExecutionInputHandler, ExecutionsHandler
+from .forks import ForkHandler, TimelineHandler, UndoRedoHandler
 from .nbmodel import (
     KERNEL_ID,
     REQUEST_ID,
@@ -27,6 +28,9 @@ __all__ = ["handlers"]
 handlers: list[tuple[str, Any]] = [
     (r"/api/collaboration/session/(.*)", DocSessionHandler),
     (r"/api/collaboration/room/(.*)", RoomHandler),
+    (r"/api/collaboration/fork/(?P<room_id>[^/]+)", ForkHandler),
+    (r"/api/collaboration/timeline/(?P<path>.*)", TimelineHandler),
+    (r"/api/collaboration/undo_redo/(?P<room_id>[^/]+)", UndoRedoHandler),
     (r"/api/datastore/status", StatusHandler),
     (r"/api/datastore/openapi.json", OpenAPIHandler),
     (r"/api/datastore/state", StateHandler),

@@ -106,10 +106,11 @@ class RoomPeer:
             return None
         if self.name == STATE_ROOM:
             return ""
-        session = self.datastore.documents.sessions.get(self.name)
+        name = self.datastore.root_room(self.name)  # a fork's file is its root's
+        session = self.datastore.documents.sessions.get(name)
         if session is not None:
             return session.path
-        file_format, file_type, file_id = parse_room_name(self.name)
+        file_format, file_type, file_id = parse_room_name(name)
         kind_of(file_format, file_type)  # an unsupported kind is a 4400 before all else
         path = self.datastore.ids.path(file_id)
         if path is None:

@@ -10,6 +10,7 @@ it while it closes waits and gets a freshly opened one.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -96,6 +97,27 @@ class RoomManager:
             raise ValueError(f"room {room.name} is open already")
         room.holds += 1
         self.rooms[room.name] = room
+
+    def adopt(self, room: Room) -> None:
+        """Serve a room the server made itself (a timeline's fork); it is freed when idle,
+        like any other, and is then gone for good."""
+        if room.name in self.rooms:
+            raise ValueError(f"room {room.name} is open already")
+        self.rooms[room.name] = room
+        self._schedule_if_idle(room)
+
+    async def discard(self, name: str, reason: str) -> None:
+        """Close a room now, peers or not (a fork deleted): its peers get 4404 and `reason`."""
+        room = self.rooms.get(name)
+        if room is None or name in self._closing:
+            return
+        self._cancel_timer(name)
+        for peer in list(room.peers):
+            peer.close(4404, json.dumps({"error": "not_found", "detail": reason}))
+            self.leave(room, peer)
+        self._cancel_timer(name)
+        self._closing[name] = task = asyncio.ensure_future(self._close(room))
+        await asyncio.shield(task)
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[Room]:

@@ -146,6 +146,9 @@ class Room:
         """Called after each broadcast with the origins of the changes in it."""
         self.on_save: SaveHandler | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None
+        self.listeners: set[Callable[[bytes], None]] = set()
+        """Called with each durable change as it is broadcast (a synchronized fork follows
+        its root through this)."""
 
         self._base = EMPTY_UPDATE
         self._tail = list(updates)
@@ -210,6 +213,14 @@ class Room:
             # An incremental update carries no state vector of its own: ask the whole state.
             self._known = get_state(self.state())
         return self._known
+
+    def merge_from(self, state: bytes, origin: object = SERVER) -> None:
+        """Add what another copy of this document (a fork) has and this room lacks."""
+        try:
+            missing = get_update(state, self._state_vector())
+        except ValueError as exc:
+            raise BadRequest(f"malformed document state: {exc}") from exc
+        self.push(missing, origin)
 
     def _update_since(self, state_vector: bytes) -> bytes:
         try:
@@ -515,6 +526,8 @@ class Room:
                 self._release_replies()
                 exclude = next(iter(origins)) if len(origins) == 1 else None
                 self._broadcast(Outgoing(sync_update(update)), exclude=exclude)
+                for listener in list(self.listeners):
+                    listener(update)
                 if self.on_flush is not None:
                     self.on_flush(origins)
                 self.cut()
