@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from notebooks import code_cell, notebook, read_notebook, sources, write_notebook
 from pycrdt import Array
-from yclient import YClient, request_session, until
+from yclient import YClient, eventually, request_session, until
 
 
 def source_of(client: YClient, index: int = 0) -> str:
@@ -213,3 +213,31 @@ async def test_bad_fork_and_timeline_requests_change_nothing(server) -> None:
         assert answer.status_code == status, (method, url, answer.text)
         assert "error" in answer.json()
     assert (await call(server, "GET", f"/api/collaboration/fork/{root}")).json() == {}
+
+
+async def test_timeline_and_fork_rooms_are_freed_when_idle(server) -> None:
+    write_notebook(server.root / "idle.ipynb", notebook(code_cell("x", "c1")))
+    root, session_id = await room_of(server, "idle.ipynb")
+    a = await YClient.connect(server.url, server.token, "idle.ipynb")
+    type_into(a, "y")
+    await a.save(1)  # sent after the edit: the edit is in
+    await a.close()
+    quoted = "/api/collaboration/timeline/idle.ipynb?format=json&type=notebook"
+    fork = (await call(server, "GET", quoted)).json()["forkRoom"]
+    move = f"/api/collaboration/undo_redo/{root}?action=undo&steps=1&forkRoom={fork}"
+
+    async def freed() -> bool:
+        return (await call(server, "PUT", move)).status_code == 404
+
+    # Nobody joined it: freed after the idle timeout (1 s here), like any room.
+    await eventually(freed, timeout=15)
+    made = await call(server, "PUT", f"/api/collaboration/fork/{root}", {})
+    kept = made.json()["fork_roomid"]
+    b = await YClient.connect(server.url, server.token, room=kept, session_id=session_id)
+    await b.close()
+    # A fork's room is freed too, but the fork is kept in the store and opens again.
+    b = await YClient.connect(server.url, server.token, room=kept, session_id=session_id)
+    try:
+        assert cells(b) == ["xy"]
+    finally:
+        await b.close()
