@@ -107,6 +107,12 @@ async def test_a_synchronized_fork_follows_its_root(server) -> None:
         done = await call(server, "DELETE", f"/api/collaboration/fork/{fork}?merge=false")
         assert done.status_code == 200
         assert cells(a) == ["x12"]
+        # jupyter-collaboration's fork events, which JupyterLab's fork manager listens for
+        schema = urllib.parse.quote("https://schema.jupyter.org/jupyter_collaboration/fork/v1")
+        events = (await call(server, "GET", f"/api/events?schema_id={schema}")).json()
+        ours = [e for e in events["events"] if e["fork_roomid"] == fork]
+        assert [e["action"] for e in ours] == ["create", "delete"]
+        assert ours[0]["fork_info"]["synchronize"] is True
     finally:
         await a.close()
         await b.close()

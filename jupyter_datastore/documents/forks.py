@@ -28,7 +28,7 @@ from typing import Any
 from pycrdt import Doc
 
 from ..errors import BadRequest, Conflict, NotFound
-from ..events.catalog import Emit, no_emit
+from ..events.catalog import FORK, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..rooms.room import Room, RoomSettings
 from ..store.base import HistoryPoint, Store, StoredDocument
@@ -85,7 +85,7 @@ class Forks:
         return {fork: info for fork, info in self._info.items() if info["root_roomid"] == root}
 
     async def create(
-        self, root: str, *, synchronize: bool, title: str, description: str
+        self, root: str, *, synchronize: bool, title: str, description: str, user: str
     ) -> tuple[str, dict[str, Any]]:
         """A new fork of the document room `root`, holding the root's state now."""
         _check_document_room(root)
@@ -102,9 +102,14 @@ class Forks:
         await self.store.append(fork_id, 1, state)
         await self.store.put_fork(fork_id, root, info)
         self._info[fork_id] = info
+        self._event("create", fork_id, info, user)
         return fork_id, info
 
-    async def delete(self, fork_id: str, *, merge: bool) -> dict[str, Any]:
+    def _event(self, action: str, fork_id: str, info: dict[str, Any], user: str) -> None:
+        data = {"action": action, "fork_roomid": fork_id, "fork_info": info, "username": user}
+        self.emit(FORK, data)
+
+    async def delete(self, fork_id: str, *, merge: bool, user: str) -> dict[str, Any]:
         """Close and forget a fork; with `merge`, its changes are added to the root first."""
         info = self._info.get(fork_id)
         if info is None:
@@ -119,6 +124,7 @@ class Forks:
         await self.rooms.discard(fork_id, "this fork was deleted")
         await self.store.delete_fork(fork_id)
         await self.store.delete_document(fork_id)
+        self._event("delete", fork_id, info, user)
         return info
 
     async def open_room(self, name: str) -> Room:

@@ -17,6 +17,7 @@ __all__ = [
     "CONTENTS_SERVICE",
     "DOCUMENT",
     "EXECUTION",
+    "FORK",
     "KERNEL_ACTIONS",
     "KERNEL_STATUS",
     "NOTIFICATION",
@@ -37,6 +38,9 @@ DOCUMENT = f"{_BASE}/document/v1"
 PEER = f"{_BASE}/peer/v1"
 STORE_FAULT = f"{_BASE}/store_fault/v1"
 PERMISSION = f"{_BASE}/permission/v1"
+
+FORK = "https://schema.jupyter.org/jupyter_collaboration/fork/v1"
+"""jupyter-collaboration's: JupyterLab's fork manager listens for it."""
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 """jupyter_server's own: a kernel was started, interrupted, restarted or shut down."""
@@ -68,4 +72,5 @@ OUR_SCHEMAS: tuple[str, ...] = (
     PEER,
     STORE_FAULT,
     PERMISSION,
+    FORK,
 )

@@ -69,7 +69,11 @@ class ForkHandler(DatastoreHandler):
         title, description = text_field(body, "title"), text_field(body, "description")
         self.require(self.path_of_room(room_id), Role.EDITOR, "fork")
         fork_id, info = await self.datastore.forks.create(
-            room_id, synchronize=synchronize, title=title, description=description
+            room_id,
+            synchronize=synchronize,
+            title=title,
+            description=description,
+            user=self.user_name or "",
         )
         self.set_status(201)
         session_id = self.datastore.store.session_id
@@ -84,7 +88,7 @@ class ForkHandler(DatastoreHandler):
         merge = flag(self.get_query_argument("merge", None), "merge")
         root = self.datastore.root_room(fork_id)
         self.require(self.path_of_room(root), Role.EDITOR, "merge fork" if merge else "delete fork")
-        await self.datastore.forks.delete(fork_id, merge=merge)
+        await self.datastore.forks.delete(fork_id, merge=merge, user=self.user_name or "")
         self.finish(json.dumps({"fork_roomid": fork_id, "merged": merge}))
 
 
