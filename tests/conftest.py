@@ -179,3 +179,19 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     for instance in servers:
         instance.check_log()
         instance.remove_home()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_args(request: pytest.FixtureRequest) -> Any:
+    """Server options for a store of each backend: the default SQLite file, or a fresh
+    PostgreSQL database on this machine (dropped at the end; see tests/store/conftest.py)."""
+    if request.param == "sqlite":
+        yield []
+        return
+    from store.conftest import create_database, drop_database
+
+    url = await create_database()
+    try:
+        yield [f"--store={url}"]
+    finally:
+        await drop_database(url)

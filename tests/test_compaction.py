@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from notebooks import code_cell, notebook, write_notebook
 from pycrdt import Array
-from yclient import YClient, until
+from yclient import YClient, eventually, until
+
+from jupyter_datastore.store import open_store
 
 
-def store_rows(path: Path) -> int:
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT COUNT(*) FROM updates").fetchone()[0])
+async def store_rows(url: str) -> int:
+    """Rows of every document in the store a server uses (read beside the server)."""
+    store = open_store(url)
+    await store.start()
+    try:
+        return sum(info.rows for info in await store.documents())
+    finally:
+        await store.close()
+
+
+def store_url(args: list[str], root: Path) -> str:
+    given = [a.split("=", 1)[1] for a in args if a.startswith("--store=")]
+    return given[0] if given else str(root / ".jupyter" / "datastore.db")
 
 
 def source(client: YClient) -> str:
@@ -20,17 +31,18 @@ def source(client: YClient) -> str:
 
 
 async def test_open_documents_are_compacted_in_the_background_without_pausing_edits(
-    make_server, tmp_path: Path
+    store_args: list[str], make_server, tmp_path: Path
 ) -> None:
     srv = make_server(
         [
             "--DatastoreApp.store_history_step=0.2",
             "--DatastoreApp.store_compact_interval=0.3",
             "--DatastoreApp.autosave=False",
+            *store_args,
         ]
     )
     write_notebook(tmp_path / "busy.ipynb", notebook(code_cell("", "c1")))
-    store = tmp_path / ".jupyter" / "datastore.db"
+    store = store_url(store_args, tmp_path)
     writer = await YClient.connect(srv.url, srv.token, "busy.ipynb")
     reader = await YClient.connect(srv.url, srv.token, "busy.ipynb")
     typed = ""
@@ -42,8 +54,12 @@ async def test_open_documents_are_compacted_in_the_background_without_pausing_ed
                 writer.doc.get("cells", type=Array)[0]["source"].insert(len(typed), text)
                 typed += text
                 await until(lambda t=typed: source(reader) == t, what="the edit at the reader")
-            most_rows = max(most_rows, store_rows(store))
-        await until(lambda: store_rows(store) < 40, timeout=15, what="background compaction")
+            most_rows = max(most_rows, await store_rows(store))
+
+        async def compacted() -> bool:
+            return await store_rows(store) < 40
+
+        await eventually(compacted, timeout=15)
         assert most_rows > 40  # rows were written one per edit, then merged
         assert source(reader) == typed
         late = await YClient.connect(srv.url, srv.token, "busy.ipynb")
@@ -63,11 +79,12 @@ async def test_open_documents_are_compacted_in_the_background_without_pausing_ed
 
 
 async def test_history_beyond_retention_is_merged_when_the_room_closes(
-    make_server, tmp_path: Path
+    store_args: list[str], make_server, tmp_path: Path
 ) -> None:
-    srv = make_server(["--DatastoreApp.store_history=0", "--DatastoreApp.room_idle_timeout=0.2"])
+    options = ["--DatastoreApp.store_history=0", "--DatastoreApp.room_idle_timeout=0.2"]
+    srv = make_server([*options, *store_args])
     write_notebook(tmp_path / "old.ipynb", notebook(code_cell("", "c1")))
-    store = tmp_path / ".jupyter" / "datastore.db"
+    store = store_url(store_args, tmp_path)
     a = await YClient.connect(srv.url, srv.token, "old.ipynb")
     b = await YClient.connect(srv.url, srv.token, "old.ipynb")
     try:
@@ -75,12 +92,16 @@ async def test_history_beyond_retention_is_merged_when_the_room_closes(
             a.doc.get("cells", type=Array)[0]["source"].insert(0, "x")
             await until(lambda n=i + 1: source(b) == "x" * n, what="the edit at b")
         await a.save(1)
-        assert store_rows(store) > 2
+        assert await store_rows(store) > 2
     finally:
         await a.close()
         await b.close()
     # Freed after 0.2 s: saved and compacted, with no history kept, into one row.
-    await until(lambda: store_rows(store) == 1, timeout=15, what="compaction at close")
+
+    async def one_row() -> bool:
+        return await store_rows(store) == 1
+
+    await eventually(one_row, timeout=15)
     c = await YClient.connect(srv.url, srv.token, "old.ipynb")
     try:
         assert source(c) == "x" * 30

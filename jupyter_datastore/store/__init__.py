@@ -12,11 +12,22 @@ __all__ = ["SQLiteStore", "Store", "StoredDocument", "open_store"]
 
 
 def open_store(url: str) -> Store:
-    """`sqlite:///abs/path.db`, `sqlite:relative.db`, `sqlite://:memory:` or a plain file path."""
+    """`sqlite:///abs/path.db`, `sqlite:relative.db`, `sqlite://:memory:`, a plain file path,
+    or `postgresql://user@host:port/database[?schema=NAME]`."""
     parsed = urlparse(url)
+    if parsed.scheme in ("postgresql", "postgres"):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise BadRequest(
+                "a PostgreSQL store needs asyncpg: pip install 'jupyter-datastore[postgresql]'"
+            ) from exc
+        return PostgresStore(url)
     if parsed.scheme in ("", "file"):
         return SQLiteStore(url if parsed.scheme == "" else parsed.path)
     if parsed.scheme == "sqlite":
         path = (parsed.netloc + parsed.path) if parsed.netloc == ":memory:" else parsed.path
         return SQLiteStore(path or parsed.netloc)
-    raise BadRequest(f"unsupported store URL scheme {parsed.scheme!r} (use sqlite:///path)")
+    raise BadRequest(
+        f"unsupported store URL scheme {parsed.scheme!r} (use sqlite:///path or postgresql://...)"
+    )
