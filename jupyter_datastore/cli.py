@@ -7,6 +7,7 @@
                                 [--token] [--file F]
     jupyter-datastore users list [--file F]
     jupyter-datastore users remove NAME [--file F]
+    jupyter-datastore store stats|compact|verify|export PATH [--store URL] [--root DIR] [...]
 
 Any other option is passed to jupyter_server as is (for example
 `--DatastoreApp.save_delay=0.5` or `--ServerApp.base_url=/x/`). The server runs as root
@@ -32,11 +33,13 @@ USAGE = """usage: jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [-
                                   [--token] [--file F]
        jupyter-datastore users list [--file F]
        jupyter-datastore users remove NAME [--file F]
+       jupyter-datastore store stats|compact|verify|export PATH [--store URL] [--root DIR]
 
 commands:
   serve    start a Jupyter server with the datastore (current folder as root, SQLite store)
   run      run a notebook's code cells on a server; outputs land in the shared notebook
   users    add, list and remove the users of a server started with --users
+  store    look after a store: stats, compact, verify, export its documents as files
 """
 
 USERS_FILE = os.path.join(".jupyter", "datastore-users.json")
@@ -208,6 +211,160 @@ def _read_password() -> str:
     return password
 
 
+def default_store(root: str | None) -> str:
+    """The store `serve` uses when given none (as `DatastoreApp` picks it)."""
+    return os.path.join(os.path.abspath(root or os.curdir), ".jupyter", "datastore.db")
+
+
+async def _open(url: str) -> Any:
+    from .store import open_store
+
+    store = open_store(url)
+    await store.start()
+    return store
+
+
+def check_store(url: str) -> str | None:
+    """Why the store cannot be used (a damaged file, an unreachable database), or None:
+    `serve` says so and stops, instead of serving requests that all fail."""
+    import asyncio
+
+    from .errors import DatastoreError
+
+    async def check() -> None:
+        store = await _open(url)
+        await store.close()
+
+    try:
+        asyncio.run(check())
+    except DatastoreError as exc:
+        return exc.detail
+    return None
+
+
+def store_command(argv: list[str]) -> int:
+    """`jupyter-datastore store stats|compact|verify|export PATH`."""
+    import asyncio
+
+    from .errors import DatastoreError
+
+    parser = argparse.ArgumentParser(prog="jupyter-datastore store")
+    parser.add_argument("action", choices=["stats", "compact", "verify", "export"])
+    parser.add_argument("path", nargs="?", help="export: the folder to write the files into")
+    parser.add_argument("--store", help="the store URL (default: ROOT/.jupyter/datastore.db)")
+    parser.add_argument("--root", help="the server's root folder (default: the current one)")
+    parser.add_argument("--json", action="store_true", help="stats: print JSON")
+    parser.add_argument("--history", type=float, help="compact: seconds of history to keep")
+    parser.add_argument("--step", type=float, help="compact: seconds between history points")
+    parser.add_argument("--fileid-db", help="export: jupyter_server_fileid's database")
+    parser.add_argument("--force", action="store_true", help="export: overwrite files")
+    options = parser.parse_args(argv)
+    if (options.action == "export") != (options.path is not None):
+        parser.error("export takes a folder, and only export does")
+    url = options.store or default_store(options.root)
+    from .store import SQLiteStore, open_store
+
+    try:
+        named = open_store(url)
+    except DatastoreError as exc:
+        parser.error(exc.detail)
+    if (
+        isinstance(named, SQLiteStore)
+        and named.path != ":memory:"
+        and not os.path.exists(named.path)
+    ):
+        print(f"jupyter-datastore store: no store at {named.path}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_store_action(url, options))
+    except DatastoreError as exc:
+        print(f"jupyter-datastore store: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+async def _store_action(url: str, options: argparse.Namespace) -> int:
+    import json
+
+    from .progress import Bar
+    from .store import maintenance
+    from .store.base import Retention
+
+    store = await _open(url)
+    try:
+        if options.action == "stats":
+            figures = await maintenance.stats(store)
+            print(json.dumps(figures, indent=2) if options.json else _stats_text(figures))
+            return 0
+        bar = Bar(len(await store.documents()), sys.stderr)
+
+        def step(name: str, how: str) -> None:
+            bar.advance(f"{name}: {how}")
+
+        try:
+            if options.action == "compact":
+                defaults = Retention()
+                retention = Retention(
+                    defaults.history if options.history is None else options.history,
+                    defaults.step if options.step is None else options.step,
+                )
+                done = await maintenance.compact_all(store, retention, step)
+                bar.close()
+                print(
+                    f"rows {done.rows_before} -> {done.rows_after}, "
+                    f"update bytes {done.bytes_before:,} -> {done.bytes_after:,}; "
+                    f"size on disk {_size(await store.size_on_disk())}"
+                )
+                return 1 if done.failed else 0
+            if options.action == "verify":
+                problems = await maintenance.verify(store, step)
+                bar.close()
+                for problem in problems:
+                    print(f"problem: {problem}")
+                print(f"{len(problems)} problems found" if problems else "the store is sound")
+                return 1 if problems else 0
+            folder = Path(options.path)
+            root = os.path.abspath(options.root or os.curdir)
+            paths = maintenance.file_paths(options.fileid_db or _default_fileid_db(), root)
+            written = await maintenance.export(store, folder, paths, force=options.force, step=step)
+            bar.close()
+            print(f"{len(written)} documents written into {folder}")
+            return 0
+        finally:
+            bar.close()
+    finally:
+        await store.close()
+
+
+def _default_fileid_db() -> str:
+    from jupyter_core.paths import jupyter_data_dir
+
+    return os.path.join(jupyter_data_dir(), "file_id_manager.db")
+
+
+def _size(size: int | None) -> str:
+    return "unknown" if size is None else f"{size:,} bytes"
+
+
+def _stats_text(figures: dict[str, Any]) -> str:
+    lines = [
+        f"store:       {figures['location']}",
+        f"session id:  {figures['session_id']}",
+        f"on disk:     {_size(figures['size_on_disk'])}",
+        f"documents:   {figures['documents']} ({figures['rows']} rows, "
+        f"{figures['bytes']:,} bytes of updates)",
+        f"events {figures['events']}, executions {figures['executions']}, "
+        f"notifications {figures['notifications']}, permissions {figures['permissions']}, "
+        f"forks {figures['forks']}",
+    ]
+    if figures["largest"]:
+        lines.append("largest documents:")
+        lines += [
+            f"  {d['bytes']:>12,} bytes  {d['rows']:>6} rows  {d['name']}"
+            for d in figures["largest"]
+        ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -217,7 +374,14 @@ def main(argv: list[str] | None = None) -> None:
     if command == "serve":
         from .app import DatastoreApp
 
-        DatastoreApp.launch_instance(argv=serve_arguments(rest))  # type: ignore[no-untyped-call]
+        arguments = serve_arguments(rest)
+        given = dict(a[2:].split("=", 1) for a in arguments if a.startswith("--") and "=" in a)
+        store = given.get("DatastoreApp.store_url")
+        problem = check_store(store or default_store(given.get("ServerApp.root_dir")))
+        if problem is not None:
+            print(f"jupyter-datastore: cannot start: {problem}", file=sys.stderr)
+            sys.exit(1)
+        DatastoreApp.launch_instance(argv=arguments)  # type: ignore[no-untyped-call]
         return
     if command == "run":
         from .client.run import main as run
@@ -225,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run(rest))
     if command == "users":
         sys.exit(users_command(rest))
+    if command == "store":
+        sys.exit(store_command(rest))
     print(f"jupyter-datastore: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)
 

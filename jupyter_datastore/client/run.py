@@ -16,9 +16,9 @@ import contextlib
 import os
 import re
 import sys
-import time
 from typing import TextIO
 
+from ..progress import Bar
 from .client import Client, Execution
 from .documents import Cell
 from .errors import ClientError
@@ -30,47 +30,32 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class Progress:
-    """A progress bar that redraws one line on a terminal, or a line per finished cell."""
-
-    WIDTH = 24
+    """The cells of a run on a progress bar (`progress.Bar`)."""
 
     def __init__(self, cells: list[Cell], stream: TextIO) -> None:
         self.labels = {cell.id: _label(cell) for cell in cells}
         self.order = [cell.id for cell in cells]
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.done = 0
-        self.started = time.monotonic()
+        self.bar = Bar(len(cells), stream)
 
-    def draw(self) -> None:
-        if not self.tty:
-            return
-        total = len(self.order)
-        filled = self.WIDTH * self.done // total
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        current = self.labels[self.order[self.done]] if self.done < total else "done"
-        line = f"[{bar}] {self.done}/{total}  {time.monotonic() - self.started:5.1f}s  {current}"
-        self.stream.write(f"\r\x1b[K{line[:120]}")
-        self.stream.flush()
+    def current(self) -> str:
+        done = self.bar.done
+        return self.labels[self.order[done]] if done < len(self.order) else "done"
 
     def finished(self, execution: Execution) -> None:
-        self.done += 1
-        if self.tty:
-            self.draw()
-        else:
-            label = self.labels.get(execution.cell_id or "", execution.cell_id)
-            self.stream.write(f"[{self.done}/{len(self.order)}] {execution.status}: {label}\n")
-            self.stream.flush()
+        label = self.labels.get(execution.cell_id or "", execution.cell_id or "")
+        self.bar.advance(f"{execution.status}: {label}", self._next())
+
+    def _next(self) -> str:
+        following = self.bar.done + 1
+        return self.labels[self.order[following]] if following < len(self.order) else "done"
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.bar.close()
 
     async def tick(self) -> None:
         """Redraw every half second (the clock moves while a long cell runs)."""
-        while self.tty:
-            self.draw()
+        while self.bar.tty:
+            self.bar.draw(self.current())
             await asyncio.sleep(0.5)
 
 
