@@ -96,6 +96,7 @@ ALTER TABLE updates ADD COLUMN time REAL NOT NULL DEFAULT 0;
 ALTER TABLE updates ADD COLUMN codec INTEGER NOT NULL DEFAULT 0;
 """
 _CHECKPOINT_EVERY = 1.0  # seconds, while there are new writes
+_VACUUM_PAGES = 4096  # free pages given back after one compaction, at most (16 MB)
 _APPEND = "INSERT INTO updates (doc, seq, data, time) VALUES (?, ?, ?, ?)"
 # What SQLite says when the file is not a sound database (as opposed to a busy or full one).
 _CORRUPT = ("not a database", "malformed", "corrupt", "encrypted")
@@ -128,6 +129,9 @@ class SQLiteStore(Store):
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA busy_timeout=5000")
         if writer:
+            # Before anything is written: pages that compaction frees can go back to the disk.
+            # (A file made without it keeps them for reuse: SQLite fixes this at creation.)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
             db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
@@ -355,9 +359,21 @@ class SQLiteStore(Store):
             return removed
 
         try:
-            return self._write(swap)
+            removed = self._write(swap)
         except _Changed:
             return 0
+        self._release_free_pages()
+        return removed
+
+    def _release_free_pages(self) -> None:
+        """Give the pages compaction freed back to the file system, a bounded number at a
+        time (a store made before auto_vacuum was set keeps them for reuse instead)."""
+        if self._db is not None and not self._in_memory:
+            try:
+                # run to the end: a plain execute frees one page per step of the statement
+                self._db.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
+            except sqlite3.Error as exc:
+                log.warning("cannot release free pages of %s: %s", self.path, exc)
 
     async def documents(self) -> list[DocumentInfo]:
         def job(db: sqlite3.Connection) -> list[DocumentInfo]:

@@ -10,6 +10,7 @@ from pycrdt import Doc, Text
 
 from jupyter_datastore.errors import StoreCorrupt
 from jupyter_datastore.store import SQLiteStore, open_store
+from jupyter_datastore.store.base import Retention
 from jupyter_datastore.store.postgres import PostgresStore
 
 
@@ -73,3 +74,22 @@ def test_store_urls() -> None:
     postgres = open_store("postgresql://me:secret@db.example:5433/jds?schema=team")
     assert isinstance(postgres, PostgresStore)
     assert postgres.location() == "postgresql://me@db.example:5433/jds?schema=team"  # no password
+
+
+async def test_compaction_gives_the_freed_space_back_to_the_disk(tmp_path: Path) -> None:
+    path = tmp_path / "shrink.db"
+    doc: Doc = Doc()
+    text = doc.get("t", type=Text)
+    store = SQLiteStore(str(path))
+    await store.start()
+    for seq in range(1, 2001):
+        before = doc.get_state()
+        text.insert(len(str(text)), f"line {seq} of a document that keeps growing\n")
+        await store.append("d", seq, doc.get_update(before))
+    await store.close()
+    grown = path.stat().st_size
+    store = SQLiteStore(str(path))
+    await store.start()
+    await store.compact("d", Retention(history=0))
+    await store.close()
+    assert path.stat().st_size < grown / 2  # the rest is the empty tables and indexes
