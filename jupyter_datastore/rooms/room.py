@@ -75,8 +75,11 @@ __all__ = ["EMPTY_UPDATE", "SERVER", "Peer", "Room", "RoomSettings"]
 log = logging.getLogger(__name__)
 
 EMPTY_UPDATE = b"\x00\x00"
+EMPTY_STATE_VECTOR = b"\x00"
 SERVER = "server"
 """The origin of changes the server makes itself (as opposed to a peer's)."""
+FULL_INTERVAL_PEERS = 16
+"""Peers from which a busy room waits the whole `broadcast_interval` between broadcasts."""
 # Fold the received updates into the base once there are this many of them.
 _MAX_TAIL = 512
 
@@ -87,10 +90,11 @@ SaveHandler = Callable[[], Awaitable[str]]
 @dataclass(frozen=True)
 class RoomSettings:
     broadcast_interval: float = 1 / 60
-    """Least seconds between two broadcasts of a busy room. A change in a quiet room goes
-    out at once; in a busy room (several typists, a cell streaming output) the changes of
-    each interval go out merged, one message per peer, so the work per change and the
-    messages a client must apply stay bounded, at the cost of up to this much latency."""
+    """Least seconds between two broadcasts of a busy room with many peers. A change in a
+    quiet room goes out at once; in a busy room (several typists, a cell streaming output)
+    the changes of each interval go out merged, one message per peer, so the work per
+    change and the messages a client must apply stay bounded, at the cost of up to this much
+    latency. A room with fewer than `FULL_INTERVAL_PEERS` peers waits proportionally less."""
     broadcast_burst: int = 4
     """Broadcasts a quiet room may send back to back before the interval applies: a cell
     run shows `[*]`, its first output and its end at once, not one interval apart."""
@@ -223,6 +227,8 @@ class Room:
         self.push(missing, origin)
 
     def _update_since(self, state_vector: bytes) -> bytes:
+        if state_vector == EMPTY_STATE_VECTOR and self._doc is None:
+            return self.state()  # a new client wants everything: no diff to compute
         try:
             if self._doc is not None:
                 return self._doc.get_update(state_vector)
@@ -479,8 +485,16 @@ class Room:
 
     def _take_token(self, now: float) -> float:
         """Token bucket over broadcasts: refilled one per interval, up to the burst. Takes a
-        token and returns 0, or returns how long to wait for one."""
-        interval, burst = self.settings.broadcast_interval, self.settings.broadcast_burst
+        token and returns 0, or returns how long to wait for one.
+
+        The interval is the settings' for a room of `FULL_INTERVAL_PEERS` peers or more, and
+        shorter in proportion below that: what waiting saves is sends to peers, so a room of
+        two, where each change goes to one peer (an agent and its user, a writer and a
+        reader), does not wait at all."""
+        burst = self.settings.broadcast_burst
+        receivers = len(self.peers) - 1
+        share = min(1.0, max(0, receivers - 1) / (FULL_INTERVAL_PEERS - 2))
+        interval = self.settings.broadcast_interval * share
         if interval <= 0:
             return 0.0
         self._tokens = min(float(burst), self._tokens + (now - self._last_flush) / interval)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pycrdt import Doc, Text, get_state
+from yclient import until
 
 from jupyter_datastore.errors import BadRequest
 from jupyter_datastore.protocol.awareness import AwarenessEntry, encode_awareness_update
@@ -22,6 +23,7 @@ from jupyter_datastore.protocol.messages import (
     parse_message,
 )
 from jupyter_datastore.rooms import Room, RoomSettings
+from jupyter_datastore.rooms.room import FULL_INTERVAL_PEERS
 
 
 class RecordingPeer:
@@ -259,11 +261,18 @@ async def test_the_live_document_exists_only_while_used() -> None:
     await room.close()
 
 
+def crowd(room: Room, peers: int) -> None:
+    """More readers, up to `peers` in all: a room that many wait the whole interval."""
+    while len(room.peers) < peers:
+        room.join(RecordingPeer())
+
+
 async def test_a_busy_room_broadcasts_at_most_once_per_interval() -> None:
     room = Room("r", settings=RoomSettings(broadcast_interval=0.2, broadcast_burst=1))
     writer, reader = RecordingPeer(), RecordingPeer()
     room.join(writer)
     room.join(reader)
+    crowd(room, FULL_INTERVAL_PEERS)
     room.receive(writer, SyncUpdate(edit("first")))
     await settle(room)
     assert len(reader.of("update")) == 1  # a quiet room: at once
@@ -283,6 +292,7 @@ async def test_a_quiet_room_sends_a_short_burst_at_once() -> None:
     writer, reader = RecordingPeer(), RecordingPeer()
     room.join(writer)
     room.join(reader)
+    crowd(room, FULL_INTERVAL_PEERS)
     started = asyncio.get_running_loop().time()
     for i in range(3):
         room.receive(writer, SyncUpdate(edit(f"<{i}>")))
@@ -293,4 +303,23 @@ async def test_a_quiet_room_sends_a_short_burst_at_once() -> None:
     await settle(room)
     assert len(reader.of("update")) == 4
     assert asyncio.get_running_loop().time() - started >= 0.2
+    await room.close()
+
+
+async def test_a_room_of_few_peers_waits_in_proportion() -> None:
+    """Each change reaches 2 readers here: a seventh of the interval that 15 readers wait;
+    with one reader there is nothing to save by waiting."""
+    room = Room("r", settings=RoomSettings(broadcast_interval=1.4, broadcast_burst=1))
+    writer, reader = RecordingPeer(), RecordingPeer()
+    room.join(writer)
+    room.join(reader)
+    for i in range(3):
+        room.receive(writer, SyncUpdate(edit(f"[{i}]")))
+        await until(lambda n=i + 1: len(reader.of("update")) == n, timeout=0.15)
+    room.join(RecordingPeer())
+    started = asyncio.get_running_loop().time()
+    for i in range(3):  # each waits 1.4 * 1 / 14 = 0.1 s, not 1.4 s
+        room.receive(writer, SyncUpdate(edit(f"<{i}>")))
+        await until(lambda n=i + 4: len(reader.of("update")) == n, timeout=1)
+    assert 0.2 <= asyncio.get_running_loop().time() - started < 0.8
     await room.close()
