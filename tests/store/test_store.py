@@ -127,7 +127,7 @@ async def test_merged_rows_are_compressed_and_load_back_the_same(make_store: Mak
     await store.compact("big", Retention(history=0))
     [info] = [d for d in await store.documents() if d.name == "big"]
     assert info.rows == 1 and info.last_seq == 40
-    assert info.size < raw / 3  # zlib on repetitive text
+    assert info.size < raw / 3  # compressed: repetitive text
     stored = await store.load("big")
     assert stored is not None and text_of(stored.state()) == numbers(40, width=30)
     reopened = await started(make_store)
