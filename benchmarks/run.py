@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import durability
 import events
 import execution
 import fanout
@@ -39,7 +40,7 @@ import state
 from servers import Server
 
 RESULTS = servers.HERE / "results"
-PARTS = ("fanout", "open", "memory", "execution", "events", "state")
+PARTS = ("fanout", "open", "memory", "execution", "events", "state", "durability")
 T = TypeVar("T")
 
 
@@ -59,6 +60,7 @@ class Plan:
     """Events POSTed one at a time to the subscribers."""
     events_concurrent: int
     state: state.Load
+    durability: durability.Load
 
     def events(self) -> events.Load:
         return events.Load(sequential=self.events_sequential, concurrent=self.events_concurrent)
@@ -76,12 +78,14 @@ FULL = Plan(
     fanout_seconds=20, saturate_seconds=10, sizes=(1000, 5000), repeats=5, memory_rooms=10,
     exec_runs=20, flood_runs=3, edit_flood_runs=10, edit_baseline_seconds=6,
     events_sequential=1000, events_concurrent=4000, state=state.Load(),
+    durability=durability.Load(),
 )  # fmt: skip
 QUICK = Plan(
     fanout_seconds=6, saturate_seconds=4, sizes=(1000, 5000), repeats=2, memory_rooms=5,
     exec_runs=8, flood_runs=2, edit_flood_runs=4, edit_baseline_seconds=3,
     events_sequential=300, events_concurrent=1000,
     state=state.Load(kernels=4, saves=20, sessions=4, terminals=8),
+    durability=durability.Load(updates=600, reopen_repeats=3, edits=10_000),
 )  # fmt: skip
 
 
@@ -95,6 +99,8 @@ class Row:
     fmt: str = "{:.1f}"
     limit: float | None = None
     """A goal on our figure alone: it must be below this."""
+    higher: bool = False
+    """More is better (a rate): the goal is a least ratio."""
 
     @property
     def ratio(self) -> float | None:
@@ -110,13 +116,18 @@ class Row:
             return "met" if self.ours < self.limit else "NOT MET"
         if self.goal is None:
             return "-"
-        return "met" if self.ratio is not None and self.ratio <= self.goal else "NOT MET"
+        if self.ratio is None:
+            return "NOT MET"
+        met = self.ratio >= self.goal if self.higher else self.ratio <= self.goal
+        return "met" if met else "NOT MET"
 
     @property
     def goal_text(self) -> str:
         if self.limit is not None:
             return f"ours < {self.limit:g}"
-        return "-" if self.goal is None else f"<= {self.goal:.2f}"
+        if self.goal is None:
+            return "-"
+        return f"{'>=' if self.higher else '<='} {self.goal:.2f}"
 
 
 def log(message: str) -> None:
@@ -216,6 +227,8 @@ def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
                 Row(f"cold open {cells} cells, median (ms)",
                     o[key]["median_ms"], a[key]["median_ms"], 1 / 3, "{:.0f}")
             )  # fmt: skip
+    if "durability" in o:
+        table += durability_rows(o["durability"], a["durability"])
     if "memory" in o:
         table.append(
             Row(f"memory per open room, {plan.memory_rooms} x 1000 cells (MB)",
@@ -341,6 +354,20 @@ def execution_notes(results: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
+def durability_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
+    return [
+        Row("durable updates/s into one document, each acked",
+            o["updates"]["acked_per_s"], a["updates"]["acked_per_s"], 1.0, "{:.0f}", higher=True),
+        Row("durable updates/s into one document, pipelined",
+            o["updates"]["pipelined_per_s"], a["updates"]["pipelined_per_s"], 1.0, "{:.0f}",
+            higher=True),
+        Row("reopen of 5,000 cells after eviction, median (ms)",
+            o["reopen"]["median_ms"], a["reopen"]["median_ms"], 1 / 10, "{:.0f}"),
+        Row("store after 10,000 edits to a 1 MB notebook (KB)",
+            o["store"]["store_bytes"] / 1024, a["store"]["store_bytes"] / 1024, 1 / 20, "{:.0f}"),
+    ]  # fmt: skip
+
+
 def fanout_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
     return [
         Row("fan-out: server CPU per delivery (us)",
@@ -422,7 +449,7 @@ def main() -> None:
         "ours_git": [],  # at each start of our server: the package is editable
     }
     anchor_python = anchor_exec_python = None
-    if parts & {"fanout", "open", "memory", "events", "state"}:
+    if parts & {"fanout", "open", "memory", "events", "state", "durability"}:
         anchor_python = servers.ensure_anchor_venv()
         report["anchor_versions"] = servers.anchor_versions(anchor_python)
     results: dict[str, dict[str, Any]] = {"ours": {}, "anchor": {}}
@@ -440,8 +467,10 @@ def main() -> None:
             )
     started: list[Server] = []
 
-    def start_pair(anchor_python: Path) -> list[Server]:
-        pair = [servers.ours(), servers.anchor(anchor_python)]
+    def start_pair(
+        anchor_python: Path, ours: tuple[str, ...] = (), anchor: tuple[str, ...] = ()
+    ) -> list[Server]:
+        pair = [servers.ours(*ours), servers.anchor(anchor_python, *anchor)]
         for server in pair:
             started.append(server)
             server.start()
@@ -484,6 +513,20 @@ def main() -> None:
                 results[name]["state"] = part
                 log(f"state, {name}: {part}")
             stop(pair)
+        if "durability" in parts:
+            assert anchor_python is not None
+            options = (durability.OURS_OPTIONS, durability.ANCHOR_OPTIONS)
+            pair = start_pair(anchor_python, *options)
+            for server in pair:
+                log(f"durability: {server.name} ...")
+                results[server.name]["durability"] = durability.run_speed(server, plan.durability)
+                log(f"durability, {server.name}: {results[server.name]['durability']}")
+            stop(pair)
+            pair = start_pair(anchor_python, *options)  # fresh stores for the size
+            for server in pair:
+                size = durability.run_store_size(server, plan.durability, seed=1)
+                results[server.name]["durability"]["store"] = size
+                log(f"store size, {server.name}: {size}")
         if anchor_exec_python is not None:  # the anchor with jupyter-server-nbmodel
             pair = start_pair(anchor_exec_python)
             for name, part in execution.run(pair, plan.execution()).items():

@@ -239,19 +239,21 @@ def make_home(name: str) -> Path:
     return home
 
 
-def ours() -> Server:
+def ours(*options: str) -> Server:
+    """Our server; `options` are added to its command line."""
     home, port = make_home("ours"), free_port()
     command = [
         sys.executable, "-m", "jupyter_datastore.cli", "serve",
         f"--root={home / 'root'}", "--ip=127.0.0.1", f"--port={port}", f"--token={TOKEN}",
         f"--store={home / 'datastore.db'}",
         f"--BaseFileIdManager.db_path={home / 'fileid.db'}",
-        "--ServerApp.port_retries=0",
+        "--ServerApp.port_retries=0", *options,
     ]  # fmt: skip
     return Server("ours", command, home, port)
 
 
-def anchor(python: Path) -> Server:
+def anchor(python: Path, *options: str) -> Server:
+    """The anchor; `options` are added to its command line."""
     home, port = make_home("anchor"), free_port()
     command = [
         str(python.parent / "jupyter-server"),
@@ -260,6 +262,6 @@ def anchor(python: Path) -> Server:
         "--ServerApp.allow_root=True", "--ServerApp.open_browser=False",
         "--ServerApp.port_retries=0",
         f"--SQLiteYStore.db_path={home / 'ystore.db'}",
-        f"--BaseFileIdManager.db_path={home / 'fileid.db'}",
+        f"--BaseFileIdManager.db_path={home / 'fileid.db'}", *options,
     ]  # fmt: skip
     return Server("anchor", command, home, port)

@@ -79,6 +79,14 @@ class Endpoint:
         with urllib.request.urlopen(request, timeout=60) as response:
             return dict(json.loads(response.read()))
 
+    def get(self, path: str) -> Any:
+        """A REST call's JSON answer."""
+        request = urllib.request.Request(
+            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
     def room_url(self, session: dict[str, Any]) -> str:
         room = f"{session['format']}:{session['type']}:{session['fileId']}"
         query = urllib.parse.urlencode({"sessionId": session["sessionId"], "token": self.token})
