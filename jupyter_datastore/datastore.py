@@ -158,7 +158,9 @@ class Datastore:
 
     def root_room(self, name: str) -> str:
         """The document room a room stands for: a fork's or timeline's root, else itself."""
-        return self.forks.root_of(name) or name if is_fork_id(name) else name
+        if is_fork_id(name):
+            return self.forks.root_of(name) or name
+        return name
 
     async def ready(self) -> Datastore:
         await self._started.wait()

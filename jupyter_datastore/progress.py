@@ -18,6 +18,7 @@ class Bar:
         self.tty = stream.isatty()
         self.done = 0
         self.started = time.monotonic()
+        self.closed = False
 
     def draw(self, current: str) -> None:
         """Redraw the bar, naming what is under way (terminals only)."""
@@ -40,6 +41,8 @@ class Bar:
             self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
+        """End the bar's line (once: closing again does nothing)."""
+        if self.tty and not self.closed:
             self.stream.write("\n")
             self.stream.flush()
+        self.closed = True

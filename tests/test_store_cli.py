@@ -40,7 +40,10 @@ async def fill(srv, path: str, edits: int) -> str:
 async def test_stats_compact_verify_and_export_a_real_store(make_server, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    srv = make_server(["--DatastoreApp.autosave=False"], root=root)
+    # Every row kept as a point in time (step 0), so the command has something to compact.
+    srv = make_server(
+        ["--DatastoreApp.autosave=False", "--DatastoreApp.store_history_step=0"], root=root
+    )
     write_notebook(root / "nb.ipynb", notebook(code_cell("", "c1")))
     typed = await fill(srv, "nb.ipynb", 60)
     srv.stop()
