@@ -231,18 +231,19 @@ async def edit_and_measure_store(server: Server, load: Load, seed: int) -> dict[
     }
 
 
-def run_speed(server: Server, load: Load) -> dict[str, Any]:
-    """Durable updates per second, then reopening after eviction."""
+def run_updates(server: Server, load: Load, seed: int) -> dict[str, Any]:
+    return asyncio.run(updates_per_second(server, load.updates, "durable-updates"))
 
-    async def measure() -> dict[str, Any]:
-        updates = await updates_per_second(server, load.updates, "durable-updates")
-        reopen = await reopen_after_eviction(server, load.reopen_cells, load.reopen_repeats)
-        return {"updates": updates, "reopen": reopen}
 
-    return asyncio.run(measure())
+def run_reopen(server: Server, load: Load, seed: int) -> dict[str, Any]:
+    return asyncio.run(reopen_after_eviction(server, load.reopen_cells, load.reopen_repeats))
 
 
 def run_store_size(server: Server, load: Load, seed: int) -> dict[str, Any]:
-    """The store size after the edits, on a freshly started server that holds nothing else
-    (stopped at the end)."""
+    """The store size after the edits (the server is stopped at the end)."""
     return asyncio.run(edit_and_measure_store(server, load, seed))
+
+
+PARTS = {"updates": run_updates, "reopen": run_reopen, "store": run_store_size}
+"""Each is measured on freshly started servers: the anchor's store, loaded by one, slowed
+or failed the next ("database is locked") when they shared a server."""

@@ -516,17 +516,13 @@ def main() -> None:
         if "durability" in parts:
             assert anchor_python is not None
             options = (durability.OURS_OPTIONS, durability.ANCHOR_OPTIONS)
-            pair = start_pair(anchor_python, *options)
-            for server in pair:
-                log(f"durability: {server.name} ...")
-                results[server.name]["durability"] = durability.run_speed(server, plan.durability)
-                log(f"durability, {server.name}: {results[server.name]['durability']}")
-            stop(pair)
-            pair = start_pair(anchor_python, *options)  # fresh stores for the size
-            for server in pair:
-                size = durability.run_store_size(server, plan.durability, seed=1)
-                results[server.name]["durability"]["store"] = size
-                log(f"store size, {server.name}: {size}")
+            for name, measure in durability.PARTS.items():
+                pair = start_pair(anchor_python, *options)  # fresh servers and stores
+                for server in pair:
+                    part = measure(server, plan.durability, 1)
+                    results[server.name].setdefault("durability", {})[name] = part
+                    log(f"durability {name}, {server.name}: {part}")
+                stop(pair)
         if anchor_exec_python is not None:  # the anchor with jupyter-server-nbmodel
             pair = start_pair(anchor_exec_python)
             for name, part in execution.run(pair, plan.execution()).items():
