@@ -366,3 +366,40 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
         assert len(notebook_sockets) == 1, carol.socket_urls
         assert not carol.errors and not alice.errors, (carol.errors, alice.errors)
         settle(tabs)
+
+
+def test_jupyterlab_time_slider_shows_the_past_and_restores_it(make_server, tmp_path) -> None:
+    """JupyterLab's own time slider (jupyter-collaboration-ui) on our history and timeline
+    endpoints: slide back, see the old version, restore it; the other user gets it too."""
+    root = tmp_path / "root"
+    path = root / "history.ipynb"
+    write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
+    server = lab_server(make_server, tmp_path, root)
+    url = f"{server.url}/lab/tree/history.ipynb?token={server.token}"
+
+    with browser_tabs(server) as (browser, tabs):
+        tabs += [Tab(browser, "one"), Tab(browser, "two")]
+        one, two = tabs
+        for tab in tabs:
+            tab.page.goto(url, wait_until="commit")
+        for tab in tabs:
+            expect(tab.editor).to_have_text("x = 1", timeout=LOAD_TIMEOUT)
+        one.type_at_end(" + 2")
+        expect(two.editor).to_have_text("x = 1 + 2", timeout=SYNC_TIMEOUT)
+        wait_until(lambda: sources(read_notebook(path)) == ["x = 1 + 2"], 10, "the autosave")
+
+        one.page.locator('[title="Document Timeline"]').click()
+        slider = one.page.locator("input.jp-Slider")
+        expect(slider).to_be_visible(timeout=SYNC_TIMEOUT)
+        slider.fill("0")  # the first point: the notebook as loaded
+        expect(one.editor).to_have_text("x = 1", timeout=SYNC_TIMEOUT)
+        expect(two.editor).to_have_text("x = 1 + 2")  # the document itself is unchanged
+
+        one.page.locator(".jp-restoreBtn").click()
+        expect(two.editor).to_have_text("x = 1", timeout=SYNC_TIMEOUT)
+        expect(one.editor).to_have_text("x = 1", timeout=SYNC_TIMEOUT)
+        wait_until(lambda: sources(read_notebook(path)) == ["x = 1"], 10, "the restored save")
+        one.type_at_end(" + 3")  # back on the document: editing goes on, once
+        expect(two.editor).to_have_text("x = 1 + 3", timeout=SYNC_TIMEOUT)
+        assert not one.errors and not two.errors, (one.errors, two.errors)
+        settle(tabs)
