@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -113,9 +114,18 @@ class Server:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def check_log(self) -> None:
-        """Fail on any traceback the server logged: errors must be handled, not crash."""
+        """Fail on any traceback the server logged: errors must be handled, not crash.
+
+        Kernels write to the same log (they inherit it); a traceback from inside ipykernel
+        (its control thread racing its own shutdown: "Socket operation on non-socket") is
+        the kernel's, not the server's, and does not count."""
         text = self.log_path.read_text(errors="replace")
-        if "Traceback" in text:
+        ours = [
+            block
+            for block in text.split("Traceback (most recent call last):")[1:]
+            if not re.search(r"^\s*File \S*/site-packages/ipykernel/", block, re.M)
+        ]
+        if ours:
             raise AssertionError(f"the server logged a traceback:\n{text[-8000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
