@@ -37,9 +37,9 @@ async def room_of(server: Any, path: str) -> tuple[str, str]:
 
 
 async def test_a_fork_is_edited_apart_kept_across_a_restart_and_merged_back(
-    make_server, tmp_path
+    store_args, make_server, tmp_path
 ) -> None:
-    srv = make_server()
+    srv = make_server(store_args)
     write_notebook(tmp_path / "f.ipynb", notebook(code_cell("base", "c1")))
     root, session_id = await room_of(srv, "f.ipynb")
     a = await YClient.connect(srv.url, srv.token, "f.ipynb")
@@ -118,9 +118,12 @@ async def test_a_synchronized_fork_follows_its_root(server) -> None:
         await b.close()
 
 
-async def test_the_timeline_shows_the_past_and_restore_makes_it_current(server) -> None:
+async def test_the_timeline_shows_the_past_and_restore_makes_it_current(
+    store_args, make_server
+) -> None:
     """As JupyterLab's time slider does: the same Y document moves to the timeline's room,
     undo and redo move through the history, and restore reconnects it to the root."""
+    server = make_server(store_args)
     path = server.root / "t.ipynb"
     write_notebook(path, notebook(code_cell("v0", "c1")))
     root, session_id = await room_of(server, "t.ipynb")
