@@ -307,12 +307,17 @@ async def _store_action(url: str, options: argparse.Namespace) -> int:
                     defaults.history if options.history is None else options.history,
                     defaults.step if options.step is None else options.step,
                 )
+                before = await store.size_on_disk()
                 done = await maintenance.compact_all(store, retention, step)
                 bar.close()
+                await store.close()  # SQLite's write-ahead log still holds the compaction
+                reopened = await _open(url)
+                after = await reopened.size_on_disk()
+                await reopened.close()
                 print(
                     f"rows {done.rows_before} -> {done.rows_after}, "
-                    f"update bytes {done.bytes_before:,} -> {done.bytes_after:,}; "
-                    f"size on disk {_size(await store.size_on_disk())}"
+                    f"update bytes {done.bytes_before:,} -> {done.bytes_after:,}, "
+                    f"size on disk {_size(before)} -> {_size(after)}"
                 )
                 return 1 if done.failed else 0
             if options.action == "verify":
