@@ -18,7 +18,9 @@ def open_store(url: str) -> Store:
     if parsed.scheme in ("postgresql", "postgres"):
         try:
             from .postgres import PostgresStore
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
             raise BadRequest(
                 "a PostgreSQL store needs asyncpg: pip install 'jupyter-datastore[postgresql]'"
             ) from exc

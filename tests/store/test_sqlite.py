@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Text
 
-from jupyter_datastore.errors import StoreCorrupt
+from jupyter_datastore.errors import BadRequest, StoreCorrupt
 from jupyter_datastore.store import SQLiteStore, open_store
 from jupyter_datastore.store.base import Retention
-from jupyter_datastore.store.postgres import PostgresStore
 
 
 async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
@@ -71,9 +70,9 @@ def test_store_urls() -> None:
     assert isinstance(open_store("sqlite:///tmp/x.db"), SQLiteStore)
     assert open_store("sqlite:///tmp/x.db").path == "/tmp/x.db"  # type: ignore[attr-defined]
     assert open_store("/tmp/y.db").path == "/tmp/y.db"  # type: ignore[attr-defined]
-    postgres = open_store("postgresql://me:secret@db.example:5433/jds?schema=team")
-    assert isinstance(postgres, PostgresStore)
-    assert postgres.location() == "postgresql://me@db.example:5433/jds?schema=team"  # no password
+    assert open_store("sqlite://:memory:").location() == ":memory:"
+    with pytest.raises(BadRequest, match="unsupported store URL scheme 'mysql'"):
+        open_store("mysql://db/x")
 
 
 async def test_compaction_gives_the_freed_space_back_to_the_disk(tmp_path: Path) -> None:
