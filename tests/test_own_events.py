@@ -314,7 +314,10 @@ async def test_a_kernel_restarted_on_request_and_after_dying(server, log) -> Non
     statuses = await log.wait(since, KERNEL_STATUS, after(*died), "restarted after dying")
     states = [state for state, _ in reasons(statuses)]
     assert states[:3] == ["starting", "idle", "restarting"]
-    assert states[-2:] == ["restarting", "idle"]
+    # Ready again after dying: idle at the end (a busy/idle pair may come between, when the
+    # kernel answers a request made on its restart), and never dead.
+    after_death = states[len(states) - states[::-1].index("restarting") :]
+    assert after_death[-1] == "idle" and "dead" not in after_death
     response = await log.http.delete(f"/api/kernels/{kernel}")
     assert response.status_code == 204
     await log.wait(since, KERNEL_STATUS, lambda e: reasons(e)[-1][0] == "dead", "dead")

@@ -95,7 +95,12 @@ class YClient:
         ws = await websockets.connect(ws_url, max_size=None)
         client = cls(ws, doc)
         client.room = room
-        await client.send(sync_step1(client.doc.get_state()))
+        try:
+            await client.send(sync_step1(client.doc.get_state()))
+        except websockets.ConnectionClosed:
+            if wait_sync:
+                raise
+            # Closed at once (refused): `wait_closed` gives the code and the reason.
         if wait_sync:
             await asyncio.wait_for(client.synced.wait(), 20)
         return client
