@@ -15,6 +15,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from .auth import Role
 from .auth.authorizer import RoleAuthorizer
+from .auth.gate import Gate
 from .datastore import Datastore, Settings, TransportLimits
 from .documents import SavePolicy, WatchPolicy
 from .execution.kernel import ExecutionPolicy
@@ -242,10 +243,14 @@ class DatastoreApp(ExtensionApp):
             open_store(self._store_url()), self.server.contents_manager, settings
         )
         self.settings["datastore"] = self.datastore
-        # Roles on jupyter_server's own API, after its authorizer (which stays the base).
-        # Our settings are copied into the web app's after this method: set it in both.
+        # Every request passes the gate (roles on real paths, deny by default), and
+        # jupyter_server's authorizer answers what the gate decided. The base authorizer
+        # stays: it answers first. Our settings are copied into the web app's after this
+        # method: set the authorizer in both.
+        gate = Gate(self.datastore)
+        gate.install(self.server.web_app)
         base = self.server.web_app.settings["authorizer"]
-        roles = RoleAuthorizer(base, self.datastore, parent=self.server)
+        roles = RoleAuthorizer(base, gate, parent=self.server)
         self.settings["authorizer"] = self.server.web_app.settings["authorizer"] = roles
         self.server.authorizer = roles
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import Permissions, Role
 from .auth.identity import user_groups
+from .auth.paths import Paths
 from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .documents.forks import Forks, is_fork_id
 from .errors import DatastoreError
 from .events.bus import EventBus
 from .events.kernels import KernelWatcher
+from .events.views import EventViews
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
 from .notifications import NotificationPolicy, Notifications
@@ -70,6 +73,7 @@ class Datastore:
     rooms: RoomManager
     executor: Executor
     events: EventBus
+    views: EventViews
     notifications: Notifications
     kernel_watcher: KernelWatcher
     state: ServerState
@@ -78,6 +82,11 @@ class Datastore:
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
         self.io = FileIO(contents_manager)
+        root_dir = getattr(contents_manager, "root_dir", None)
+        self.paths = Paths(
+            root_dir if isinstance(root_dir, str) and os.path.isdir(root_dir) else None
+        )
+        """The one path check: every role is decided on the real path it gives."""
         self.settings = settings
         self.limits = settings.limits
         self._started = asyncio.Event()
@@ -145,11 +154,28 @@ class Datastore:
                 room_settings=s.room,
             )
             await self.state.start()
+            self.views = self._event_views()
         except BaseException as exc:
             self._failure = exc
             raise
         finally:
             self._started.set()
+
+    def _event_views(self) -> EventViews:
+        """Who sees which event: in-memory lookups of files, rooms, forks and sessions."""
+
+        def path_of_room(room_id: str) -> str | None:
+            session = self.documents.sessions.get(room_id)
+            return None if session is None else session.path
+
+        return EventViews(
+            self.events,
+            self.permissions,
+            path_of_file=self.ids.path,
+            path_of_room=path_of_room,
+            root_of_fork=self.forks.root_of,
+            sessions=lambda: self.state.model.maps["sessions"],
+        )
 
     async def _open_room(self, name: str) -> Room:
         if is_fork_id(name):
@@ -161,6 +187,16 @@ class Datastore:
         if is_fork_id(name):
             return self.forks.root_of(name) or name
         return name
+
+    async def kernel_paths(self, kernel_id: str) -> list[str]:
+        """The notebooks whose sessions run a kernel; the root alone when none does (so
+        using a kernel that serves no notebook needs the role on the root)."""
+        paths = [
+            str(session.get("path") or "")
+            for session in await self.executor.sessions.list_sessions()
+            if (session.get("kernel") or {}).get("id") == kernel_id
+        ]
+        return paths or [""]
 
     async def ready(self) -> Datastore:
         await self._started.wait()

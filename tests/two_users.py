@@ -1,6 +1,6 @@
 """An identity provider for tests with named people: token `alice-token` is alice,
-`bob-token` is bob, `carol-token` is carol; alice and bob are in the group `team`. The
-server's own token stays a shared, anonymous one.
+`bob-token` is bob, `carol-token` is carol, `mallory-token` is mallory; alice and bob are in
+the group `team`. The server's own token stays a shared, anonymous one.
 
 Start a server with `--ServerApp.identity_provider_class=two_users.TwoUsers` and this folder
 on its PYTHONPATH (`two_users_env()`).
@@ -14,7 +14,12 @@ from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider, User
 
-USERS = {"alice-token": "alice", "bob-token": "bob", "carol-token": "carol"}
+USERS = {
+    "alice-token": "alice",
+    "bob-token": "bob",
+    "carol-token": "carol",
+    "mallory-token": "mallory",
+}
 GROUPS = {"alice": frozenset({"team"}), "bob": frozenset({"team"})}
 ARGS = ["--ServerApp.identity_provider_class=two_users.TwoUsers"]
 

@@ -1,89 +1,60 @@
-"""Roles on jupyter_server's own REST API: contents, kernels, sessions and terminals.
+"""jupyter_server's authorizer, answered by our roles.
 
 jupyter_server asks its Authorizer whether a user may `read`, `write` or `execute` a kind of
 resource. `RoleAuthorizer` wraps the server's authorizer (which stays the base: it answers
-first, and a no is a no) and then asks the roles, where a request names a path:
+first, and a no is a no), then:
 
-    contents, files       the path in the URL: read -> viewer, write -> editor
-    kernels               the notebook whose session runs the kernel (the root if none):
-                          read -> viewer, write and execute -> runner
-    sessions              the session's notebook (in the URL, or the body of a POST):
-                          read -> viewer, write -> runner (a session starts a kernel)
-    terminals             the root: runner (a terminal runs anything)
-
-Our own handlers check roles themselves, on the paths they resolve; they are left to the
-base. Other resources (settings, kernelspecs, ...) are left to the base too.
+- for our own handlers, yes: each checks the role on the paths it resolves;
+- for `/api/me?permissions=...` (what JupyterLab asks to know which buttons to show), the
+  caller's role on the root against `ON_ROOT` (anything else: owner);
+- for every other handler, what the gate decided for that request (`gate.py`): the gate has
+  already refused what the user's roles do not allow, before the handler ran.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.authorizer import Authorizer
 
+from .gate import Gate, is_ours
 from .roles import Role
 
-__all__ = ["RoleAuthorizer"]
+__all__ = ["ON_ROOT", "RoleAuthorizer"]
 
-_NEEDED = {
-    "contents": {"read": Role.VIEWER, "write": Role.EDITOR, "execute": Role.EDITOR},
-    "files": {"read": Role.VIEWER, "write": Role.EDITOR, "execute": Role.EDITOR},
+ON_ROOT = {
+    "contents": {"read": Role.VIEWER, "write": Role.EDITOR},
+    "files": {"read": Role.VIEWER, "write": Role.EDITOR},
     "kernels": {"read": Role.VIEWER, "write": Role.RUNNER, "execute": Role.RUNNER},
     "sessions": {"read": Role.VIEWER, "write": Role.RUNNER, "execute": Role.RUNNER},
     "terminals": {"read": Role.RUNNER, "write": Role.RUNNER, "execute": Role.RUNNER},
+    "kernelspecs": {"read": Role.NONE},
+    "config": {"read": Role.NONE},
+    "nbconvert": {"read": Role.NONE},
+    "events": {"read": Role.NONE},
+    "api": {"read": Role.NONE},
 }
+"""The role on the root each resource and action needs, as `/api/me` reports it."""
+
+_IDENTITY = "jupyter_server.services.api.handlers.IdentityHandler"
 
 
 class RoleAuthorizer(Authorizer):  # type: ignore[misc]
-    def __init__(self, base: Any, datastore: Any, **kwargs: Any) -> None:
+    def __init__(self, base: Any, gate: Gate, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.base = base
-        self.datastore = datastore
+        self.gate = gate
 
     async def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
         allowed = await ensure_async(self.base.is_authorized(handler, user, action, resource))
-        needed = _NEEDED.get(resource, {}).get(action)
-        ours = type(handler).__module__.startswith("jupyter_datastore.")
-        if not allowed or needed is None or ours:
-            return bool(allowed)
-        datastore = await self.datastore.ready()
-        path = await self._path(datastore, handler, resource)
-        name = getattr(user, "username", None)
-        role = datastore.permissions.role(name, path)
-        if role < needed:
-            operation = f"{action} {resource}"
-            datastore.permissions.refused(name, path, role, needed, operation)
+        if not allowed:
             return False
-        return True
-
-    async def _path(self, datastore: Any, handler: Any, resource: str) -> str:
-        kwargs, args = handler.path_kwargs or {}, handler.path_args or []
-        if resource in ("contents", "files"):
-            raw = kwargs.get("path", args[0] if args else "")
-            return str(raw or "").strip("/")
-        if resource == "kernels" and kwargs.get("kernel_id"):
-            return await _session_path(datastore, kernel_id=kwargs["kernel_id"])
-        if resource == "sessions":
-            if kwargs.get("session_id"):
-                return await _session_path(datastore, session_id=kwargs["session_id"])
-            if handler.request.method == "POST":
-                return _body_path(handler.request.body)
-        return ""
-
-
-async def _session_path(datastore: Any, *, kernel_id: str = "", session_id: str = "") -> str:
-    for session in await datastore.executor.sessions.list_sessions():
-        if session.get("id") == session_id or (session.get("kernel") or {}).get("id") == kernel_id:
-            return str(session.get("path") or "").strip("/")
-    return ""
-
-
-def _body_path(body: bytes) -> str:
-    try:
-        model = json.loads(body or b"{}")
-    except ValueError:
-        return ""  # jupyter_server answers the malformed body itself
-    path = model.get("path") if isinstance(model, dict) else None
-    return path.strip("/") if isinstance(path, str) else ""
+        cls = type(handler)
+        if is_ours(cls):
+            return True
+        if f"{cls.__module__}.{cls.__qualname__}" == _IDENTITY:
+            datastore = await self.gate.datastore.ready()
+            needed = ON_ROOT.get(resource, {}).get(action, Role.OWNER)
+            return datastore.permissions.role(getattr(user, "username", None), "") >= needed
+        return self.gate.allows(handler)

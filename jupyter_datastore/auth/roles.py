@@ -122,3 +122,33 @@ class RuleSet:
     def decided_by(self, path: str) -> str | None:
         """The nearest path, from `path` up, that has a rule."""
         return next((p for p in parent_paths(path) if p in self.rules), None)
+
+    def widens(self, source: str, target: str, groups_of: Any) -> str | None:
+        """Who could read something under `target` that they cannot read at `source` (the
+        same thing moved there), or None. Checked for each user and group a rule names on
+        either side, and for everyone else; `groups_of(user)` gives a user's groups."""
+        moved = [(p, target + p[len(source) :]) for p in self.rules if _under(p, source)]
+        pairs = [(source, target), *moved]
+        named: set[str] = set()
+        groups: set[str] = set()
+        for old, new in pairs:
+            for where in (*parent_paths(old), *parent_paths(new)):
+                rule = self.rules.get(where)
+                if rule is not None:
+                    named.update(rule.users)
+                    groups.update(rule.groups)
+        principals: list[tuple[str | None, frozenset[str], str]] = [
+            (user, frozenset(groups_of(user)), user) for user in sorted(named)
+        ]
+        principals += [(None, frozenset({g}), f"the group {g}") for g in sorted(groups)]
+        principals.append((None, frozenset(), "everyone else"))
+        for user, its_groups, label in principals:
+            for old, new in pairs:
+                before = self.role_of(user, its_groups, old)
+                if before < Role.VIEWER <= self.role_of(user, its_groups, new):
+                    return label
+        return None
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")

@@ -1,0 +1,183 @@
+"""The gate: every request to the web application is decided here before its handler runs.
+
+`Gate.install(web_app)` wraps the application's `get_handler_delegate`, through which Tornado
+makes the handler of every request, so the handler class of each route (jupyter_server's,
+JupyterLab's, any extension's, ours) is replaced by a subclass whose `prepare` first runs the
+class's own (authentication: jupyter_server sets `current_user`), then asks `routes.ROUTES`
+what the user needs and checks it with the permissions, on real paths (`paths.py`). A
+refusal is a 403 (and an audit event); a path that leaves the root a 404.
+
+The same subclasses filter what lists show: a folder listing leaves out what the user may not
+open, the sessions list the sessions of notebooks the user may not view.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tornado import web
+
+from ..errors import BadRequest, DatastoreError, Forbidden
+from .roles import Role
+from .routes import ALLOW, OURS, OWNER, ROUTES, Decision, Need, Resolver, class_name
+
+if TYPE_CHECKING:
+    from ..datastore import Datastore
+
+__all__ = ["Gate", "is_ours"]
+
+log = logging.getLogger(__name__)
+
+_DECIDED = "_datastore_gate_decided"
+"""Set on a handler once the gate let its request through."""
+
+
+class DatastoreResolver(Resolver):
+    def __init__(self, datastore: Datastore) -> None:
+        self.datastore = datastore
+
+    async def kernel_paths(self, kernel_id: str) -> list[str]:
+        return await self.datastore.kernel_paths(kernel_id)
+
+    async def session_path(self, session_id: str) -> str | None:
+        for model in await self.datastore.executor.sessions.list_sessions():
+            if model.get("id") == session_id:
+                return str(model.get("path") or "")
+        return None
+
+    def file_id_path(self, file_id: str) -> str | None:
+        return self.datastore.ids.path(file_id)
+
+
+class Gate:
+    def __init__(self, datastore: Datastore) -> None:
+        self.datastore = datastore
+
+    def install(self, web_app: Any) -> None:
+        make = web_app.get_handler_delegate
+
+        def get_handler_delegate(request: Any, target_class: type, *args: Any, **kw: Any) -> Any:
+            return make(request, self.gated(target_class), *args, **kw)
+
+        web_app.get_handler_delegate = get_handler_delegate
+
+    @functools.cache  # noqa: B019 - one gate per server, a few dozen classes
+    def gated(self, cls: type) -> type:
+        """`cls` with the gate's check after its own `prepare`, and per-user lists."""
+        gate = self
+
+        class Gated(cls):  # type: ignore[valid-type,misc]
+            async def prepare(self, *args: Any, **kwargs: Any) -> None:
+                result = super().prepare(*args, **kwargs)
+                while inspect.isawaitable(result):
+                    result = await result
+                if not self._finished:
+                    await gate.check(self, cls)
+
+            def finish(self, chunk: Any = None) -> Any:
+                if chunk is not None and getattr(self, _DECIDED, False):
+                    chunk = gate.filter_response(self, cls, chunk)
+                return super().finish(chunk)
+
+        Gated.__name__, Gated.__qualname__ = cls.__name__, cls.__qualname__
+        Gated.__module__ = cls.__module__
+        return Gated
+
+    def decision(self, cls: type) -> Decision:
+        return ROUTES.get(class_name(cls), OURS if is_ours(cls) else OWNER)
+
+    async def check(self, handler: Any, cls: type) -> None:
+        user = handler.current_user
+        decision = self.decision(cls)
+        if user is None:
+            if class_name(cls) not in ROUTES and not is_ours(cls):
+                raise web.HTTPError(403, "this route is not open without logging in")
+            return  # jupyter_server refuses it unless the handler allows anonymous access
+        datastore = await self.datastore.ready()
+        name = getattr(user, "username", None)
+        try:
+            if decision == OWNER:
+                needs = [Need("", Role.OWNER, f"{handler.request.method} {cls.__name__}")]
+            elif decision in (ALLOW, OURS):
+                needs = []
+            else:
+                assert callable(decision)
+                needs = await decision(handler, DatastoreResolver(datastore))
+            real = [(datastore.paths.real(need.path), need) for need in needs]
+            for path, need in real:
+                datastore.permissions.require(name, path, need.role, need.operation)
+            if class_name(cls).endswith("ContentsHandler") and handler.request.method == "PATCH":
+                self._check_move(name, real)
+        except DatastoreError as exc:
+            raise web.HTTPError(exc.status, exc.detail) from None
+        setattr(handler, _DECIDED, True)
+
+    def _check_move(self, user: str | None, real: list[tuple[str, Need]]) -> None:
+        """A move may not let anyone read what they could not read before, unless its owner
+        moves it (the rules stay on the old paths: they are not moved with the file)."""
+        if len(real) < 2:
+            return
+        (source, _), (target, _) = real[0], real[1]
+        permissions = self.datastore.permissions
+        if permissions.role(user, source) >= Role.OWNER:
+            return
+        gains = permissions.rules.widens(source, target, permissions.groups_of)
+        if gains is not None:
+            raise Forbidden(
+                f"moving {source} to {target} would let {gains} read it; only an owner of"
+                f" {source} may move it there"
+            )
+
+    def allows(self, handler: Any) -> bool:
+        """Whether the gate let this request through (for jupyter_server's authorizer)."""
+        return bool(getattr(handler, _DECIDED, False))
+
+    def filter_response(self, handler: Any, cls: type, chunk: Any) -> Any:
+        """A listing's JSON without what the user may not view (other answers as they are)."""
+        name = class_name(cls)
+        change = self._listing if name.endswith(".ContentsHandler") else None
+        if name.endswith(".SessionRootHandler"):
+            change = self._sessions
+        if change is None or handler.request.method != "GET" or not isinstance(chunk, str | bytes):
+            return chunk
+        try:
+            model = json.loads(chunk)
+        except ValueError:
+            return chunk
+        return json.dumps(change(handler, model))
+
+    def _visible(self, handler: Any, path: Any) -> bool:
+        if not isinstance(path, str):
+            return False
+        user = getattr(handler.current_user, "username", None)
+        try:
+            real = self.datastore.paths.real(path)
+        except (BadRequest, DatastoreError):
+            return False
+        return self.datastore.permissions.role(user, real) >= Role.VIEWER
+
+    def _listing(self, handler: Any, model: Any) -> Any:
+        if isinstance(model, dict) and model.get("type") == "directory":
+            content = model.get("content")
+            if isinstance(content, list):
+                model["content"] = [
+                    entry
+                    for entry in content
+                    if isinstance(entry, dict) and self._visible(handler, entry.get("path"))
+                ]
+        return model
+
+    def _sessions(self, handler: Any, model: Any) -> Any:
+        if isinstance(model, list):
+            return [
+                s for s in model if isinstance(s, dict) and self._visible(handler, s.get("path"))
+            ]
+        return model
+
+
+def is_ours(cls: type) -> bool:
+    return cls.__module__.startswith("jupyter_datastore.handlers")
