@@ -15,9 +15,11 @@ from typing import Any
 
 from .auth import Permissions, Role
 from .auth.identity import user_groups
+from .auth.live import LiveChecks
 from .auth.paths import Paths
-from .documents import Documents, FileIds, FileIO, SavePolicy, WatchPolicy
+from .documents import GLOBAL_AWARENESS, Documents, FileIds, FileIO, SavePolicy, WatchPolicy
 from .documents.forks import Forks, is_fork_id
+from .documents.presence import presence_entries
 from .errors import DatastoreError
 from .events.bus import EventBus
 from .events.kernels import KernelWatcher
@@ -25,6 +27,7 @@ from .events.views import EventViews
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
 from .notifications import NotificationPolicy, Notifications
+from .protocol.awareness import AwarenessEntry
 from .rooms import Room, RoomManager, RoomSettings
 from .state import JupyterServices, ServerState, StatePolicy
 from .store import Store
@@ -78,6 +81,7 @@ class Datastore:
     kernel_watcher: KernelWatcher
     state: ServerState
     permissions: Permissions
+    live: LiveChecks
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -109,6 +113,8 @@ class Datastore:
                 emit=self.events.emit,
             )
             await self.permissions.start()
+            self.live = LiveChecks(services.identity, lambda: self.permissions.version)
+            self.live.start()
             emit = self.events.emit  # the layers' events go out through the bus
             self.documents = Documents(
                 io=self.io,
@@ -175,28 +181,37 @@ class Datastore:
             path_of_room=path_of_room,
             root_of_fork=self.forks.root_of,
             sessions=lambda: self.state.model.maps["sessions"],
+            real_path=self.paths.real,
         )
 
     async def _open_room(self, name: str) -> Room:
         if is_fork_id(name):
             return await self.forks.open_room(name)
-        return await self.documents.open_room(name)
+        room = await self.documents.open_room(name)
+        if name == GLOBAL_AWARENESS:
+            room.awareness_view = self._presence_view
+        return room
+
+    def _presence_view(
+        self, user: str | None, entries: list[AwarenessEntry]
+    ) -> list[AwarenessEntry]:
+        """Global presence as `user` sees it: the paths of documents they may view only."""
+        if self.permissions.sees_everything(user):
+            return entries
+
+        def may_view(path: str) -> bool:
+            try:
+                return self.permissions.role(user, self.paths.real(path)) >= Role.VIEWER
+            except DatastoreError:
+                return False
+
+        return presence_entries(entries, may_view)
 
     def root_room(self, name: str) -> str:
         """The document room a room stands for: a fork's or timeline's root, else itself."""
         if is_fork_id(name):
             return self.forks.root_of(name) or name
         return name
-
-    async def kernel_paths(self, kernel_id: str) -> list[str]:
-        """The notebooks whose sessions run a kernel; the root alone when none does (so
-        using a kernel that serves no notebook needs the role on the root)."""
-        paths = [
-            str(session.get("path") or "")
-            for session in await self.executor.sessions.list_sessions()
-            if (session.get("kernel") or {}).get("id") == kernel_id
-        ]
-        return paths or [""]
 
     async def ready(self) -> Datastore:
         await self._started.wait()
@@ -206,6 +221,8 @@ class Datastore:
 
     async def stop(self) -> None:
         if self._started.is_set() and self._failure is None:
+            self.permissions.audit.flush()  # stored while the rest stops
+            await self.live.stop()
             await self.state.stop()
             await self.kernel_watcher.stop()
             await self.executor.stop()

@@ -168,6 +168,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     instance.remove_home()
 
 
+@pytest.fixture(scope="module")
+def roles_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of a module's tests with named people and roles (see tests/roles.py)."""
+    from roles import ROLE_ARGS
+    from two_users import two_users_env
+
+    instance = Server(tmp_path_factory.mktemp("root"), ROLE_ARGS, env=two_users_env()).start()
+    yield instance
+    instance.stop()
+    instance.check_log()
+    instance.remove_home()
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Any]:
     """Servers of one test, with their own options; all stopped at the end of the test."""

@@ -4,6 +4,7 @@ the server runs, groups decide roles; and the `jupyter-datastore users` command.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 from conftest import TOKEN, Server
 from jupyter_server.auth.security import passwd
 
@@ -259,3 +261,35 @@ def test_the_users_command_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     assert broken.returncode == 1 and str(path) in broken.stderr
     assert path.read_text() == "{not json"  # never overwritten
     assert users_cli("list", cwd=tmp_path).returncode == 1
+
+
+async def test_removing_a_user_closes_their_open_room_at_once(
+    server: Server, users_file: Path
+) -> None:
+    from notebooks import code_cell, notebook, write_notebook
+    from yclient import YClient, until
+
+    users = load_users_file(users_file)
+    save_users_file(users_file, {**users, "gina": {"token": "gina-token"}})
+    write_notebook(server.root / "gina.ipynb", notebook(code_cell("g = 1", "c1")))
+    with client(server, "alice-token") as alice:
+        rule = {"users": {"gina": "editor"}}
+        assert alice.put("/api/datastore/permissions/gina.ipynb", json=rule).status_code == 200
+    gina = await YClient.connect(server.url, "gina-token", "gina.ipynb")
+    ws = server.url.replace("http", "ws", 1)
+    streams = [
+        await websockets.connect(f"{ws}{path}?token=gina-token")
+        for path in ("/api/events/subscribe", "/api/events/subscribe/notification")
+    ]
+    try:
+        save_users_file(users_file, users)  # gina removed
+        await until(gina.closed.is_set, timeout=3, what="gina's room socket closed")
+        assert gina.close_code == 4403
+        assert "no longer valid" in gina.close_reason
+        for stream in streams:  # her event stream and notification feed end too
+            await asyncio.wait_for(stream.wait_closed(), timeout=3)
+            assert stream.close_code == 4403
+    finally:
+        await gina.close()
+        for stream in streams:
+            await stream.close()

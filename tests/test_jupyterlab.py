@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from notebooks import code_cell, notebook, read_notebook, sources, write_notebook
 from playwright.sync_api import Browser, Locator, Request, WebSocket, expect, sync_playwright
@@ -52,13 +53,20 @@ EMIT_FROM_PAGE = """async () => {
     method: "POST",
     headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
     body: JSON.stringify({
-      schema_id: "https://events.jupyter.org/jupyter_server/contents_service/v1",
+      schema_id: "https://example.org/lab/opened/v1",
       version: 1,
-      data: {action: "get", path: "run.ipynb"},
+      data: {path: "run.ipynb"},
     }),
   });
   return response.status;
 }"""
+
+LAB_SCHEMA = {
+    "$id": "https://example.org/lab/opened/v1",
+    "version": "1",
+    "type": "object",
+    "properties": {"path": {"type": "string"}},
+}
 
 LOAD_TIMEOUT = 60_000  # ms: JupyterLab's first load on a slow machine
 SYNC_TIMEOUT = 10_000  # ms: an edit reaching the other page
@@ -97,8 +105,11 @@ class Tab:
         self.errors: list[str] = []
         self.socket_urls: list[str] = []
         self.requests: set[Request] = set()
+        self.refused: list[str] = []
+        """The URLs the server answered 403 (forbidden)."""
         self.last_activity = time.monotonic()
         self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("response", lambda r: r.status == 403 and self.refused.append(r.url))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("websocket", self._socket)
         self.page.on("request", self._request)
@@ -297,7 +308,9 @@ def test_jupyterlab_runs_cells_on_the_server_and_outputs_survive_the_tab(
         expect(tab.page.locator(outputs).first).to_contain_text(
             "hello from the server", timeout=SYNC_TIMEOUT * 3
         )
-        # An event posted from the page as JupyterLab's EventManager does: it needs a 204.
+        # An event posted from the page as JupyterLab's EventManager does: it needs a 204
+        # (under an extension's schema: the server's own cannot be posted).
+        server.request("POST", "/api/events/schemas", LAB_SCHEMA)
         assert tab.page.evaluate(EMIT_FROM_PAGE) == 204
         records = server.get("/api/datastore/executions?path=run.ipynb")["executions"]
         assert len(records) == 1 and records[0]["kernel_id"] == session["kernel"]["id"]
@@ -326,6 +339,8 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
     root = tmp_path / "root"
     path = root / "shared.ipynb"
     write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
+    (root / "private").mkdir()
+    write_notebook(root / "private/secret.ipynb", notebook(code_cell("s = 1", "s1")))
     roles = ["--DatastoreApp.default_role=viewer", "--DatastoreApp.owners=alice"]
     settings = tmp_path / "lab-settings"
     settings.mkdir()
@@ -333,6 +348,14 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
     args = [f"--LabApp.app_settings_dir={settings}", *TWO_USERS, *roles]
     server = make_server(args, root=root, env=two_users_env())
     lab = f"{server.url}/lab/tree/shared.ipynb"
+    rule = {"users": {"alice": "owner"}, "default": "none"}
+    shared = httpx.put(
+        f"{server.url}/api/datastore/permissions/private",
+        json=rule,
+        headers={"Authorization": "token alice-token"},
+        timeout=30,
+    )
+    assert shared.status_code == 200, shared.text
 
     with browser_tabs(server) as (browser, tabs):
         tabs += [Tab(browser, "alice"), Tab(browser, "carol")]
@@ -341,6 +364,11 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
         carol.page.goto(f"{lab}?token=carol-token", wait_until="commit")
         for tab in tabs:
             expect(tab.editor).to_have_text("x = 1", timeout=LOAD_TIMEOUT)
+        # The file browser shows carol what she may open, not the private folder.
+        listing = ".jp-FileBrowser .jp-DirListing-itemText"
+        expect(carol.page.locator(listing, has_text="shared.ipynb")).to_be_visible()
+        expect(alice.page.locator(listing, has_text="private")).to_be_visible()
+        expect(carol.page.locator(listing, has_text="private")).to_have_count(0)
 
         alice.type_at_end(" # alice")
         expect(carol.editor).to_have_text("x = 1 # alice", timeout=SYNC_TIMEOUT)
@@ -358,14 +386,22 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
             timeout=15,
             what="alice's second edit autosaved",
         )
-        audit = server.get("/api/events?schema_id=" + PERMISSION)["events"]
+        audit = httpx.get(
+            f"{server.url}/api/events",
+            params={"schema_id": PERMISSION},
+            headers={"Authorization": "token alice-token"},  # the audit trail is the owner's
+            timeout=30,
+        ).json()["events"]
         assert any(e["user"] == "carol" and e["operation"] == "edit" for e in audit)
         # carol's page stays connected (one socket to the room, no reconnect loop) and
         # raised no error.
         notebook_sockets = [u for u in carol.socket_urls if f"{ROOM_PATH}json:" in u]
         assert len(notebook_sockets) == 1, carol.socket_urls
         assert not carol.errors and not alice.errors, (carol.errors, alice.errors)
+        # JupyterLab works for a viewer: nothing it needs (its page, settings, workspace,
+        # kernel specs, contents, the room) was refused.
         settle(tabs)
+        assert not carol.refused and not alice.refused, (carol.refused, alice.refused)
 
 
 def test_jupyterlab_time_slider_shows_the_past_and_restores_it(make_server, tmp_path) -> None:

@@ -19,8 +19,6 @@ from notebooks import code_cell, notebook, write_notebook
 from two_users import ARGS, two_users_env
 from yclient import eventually
 
-from jupyter_datastore.events.catalog import NOTIFICATION
-
 pytestmark = pytest.mark.timeout(180)
 
 FEED = "/api/events/subscribe/notification"
@@ -47,12 +45,11 @@ class Client:
         )
 
     async def notify(self, recipients: list[str], message: str, **extra: Any) -> int:
-        """POST a notification event; its event id."""
-        data = {"recipients": recipients, "message": message, **extra}
-        body = {"schema_id": NOTIFICATION, "version": "1", "data": data}
-        response = await self.http.post("/api/events", json=body)
+        """POST a notification; the id of its event."""
+        body = {"recipients": recipients, "message": message, **extra}
+        response = await self.http.post("/api/notifications", json=body)
         assert response.status_code == 201, response.text
-        return int(response.json()["__id__"])
+        return int(response.json()["event_id"])
 
     async def list(self, **query: str) -> list[dict[str, Any]]:
         response = await self.http.get("/api/notifications", params=query)

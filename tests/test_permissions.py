@@ -7,12 +7,11 @@ import json
 import random
 from typing import Any
 
-import httpx
 import pytest
 from execapi import outputs_text
 from notebooks import code_cell, notebook, read_notebook, write_notebook
 from pycrdt import Array, Doc, Text
-from two_users import ARGS, two_users_env
+from roles import TOKENS, http, share
 from yclient import YClient, eventually, until
 
 from jupyter_datastore.protocol.lib0 import var_uint
@@ -21,31 +20,11 @@ from jupyter_datastore.protocol.messages import sync_step2, sync_update
 pytestmark = pytest.mark.timeout(180)
 
 PERMISSION = "https://events.jupyter.org/jupyter_datastore/permission/v1"
-TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from conftest import Server
-
-    args = [*ARGS, "--DatastoreApp.default_role=none", "--DatastoreApp.owners=alice"]
-    instance = Server(tmp_path_factory.mktemp("root"), args, env=two_users_env()).start()
-    yield instance
-    instance.stop()
-    instance.check_log()
-    instance.remove_home()
-
-
-def http(server: Any, user: str) -> httpx.AsyncClient:
-    headers = {"Authorization": f"token {TOKENS[user]}"}
-    return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60)
-
-
-async def share(server: Any, path: str, rule: dict[str, Any]) -> dict[str, Any]:
-    async with http(server, "alice") as alice:
-        response = await alice.put(f"/api/datastore/permissions/{path}", json=rule)
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+def server(roles_server: Any) -> Any:
+    return roles_server
 
 
 def source(client: YClient, index: int = 0) -> str:
@@ -160,9 +139,10 @@ async def test_no_role_means_no_room_and_no_session(server) -> None:
             "/api/collaboration/session/private.ipynb", json={"format": "json", "type": "notebook"}
         )
         assert response.status_code == 403
-        # Server-wide things need a role on the root: the events and the server's state.
-        for url in ("/api/events", "/api/datastore/state", "/api/events/schemas"):
-            assert (await carol.get(url)).status_code == 403, url
+        # Server-wide lists answer, with nothing of what she may not view.
+        for url in ("/api/events", "/api/datastore/state", "/api/datastore/status"):
+            response = await carol.get(url)
+            assert response.status_code == 200 and "private.ipynb" not in response.text, url
         event = {"schema_id": PERMISSION, "version": "1", "data": {"action": "changed", "path": ""}}
         assert (await carol.post("/api/events", json=event)).status_code == 403
     # With the room id known (from alice), carol's socket is closed with 4403.

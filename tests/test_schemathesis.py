@@ -182,15 +182,12 @@ def known(http: httpx.Client) -> Known:
     [record] = ok(http.post("/api/datastore/executions", json=body))["executions"]
     kernel_id = record["kernel_id"]
     request = ok(http.post(f"/api/kernels/{kernel_id}/execute", json={"code": "2 + 2"}))
-    data = {"recipients": ["alice"], "message": "hello"}
-    event = ok(
-        http.post("/api/events", json={"schema_id": NOTIFICATION, "version": "1", "data": data})
-    )
+    sent = ok(http.post("/api/notifications", json={"recipients": ["alice"], "message": "hello"}))
     [row] = poll(
         lambda: [
             row
             for row in ok(http.get("/api/notifications"))["notifications"]
-            if row["event_id"] == event["__id__"]
+            if row["event_id"] == sent["event_id"]
         ]
     )
     for document in BROKEN_SCHEMAS:

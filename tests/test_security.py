@@ -15,18 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import TOKEN
 from notebooks import code_cell, notebook, read_notebook, write_notebook
-from two_users import ARGS, two_users_env
+from roles import ROLE_ARGS
+from roles import TOKENS as USER_TOKENS
+from two_users import two_users_env
+from yclient import YClient, eventually, until
 
 pytestmark = pytest.mark.timeout(180)
 
-TOKENS = {
-    "alice": "alice-token",
-    "bob": "bob-token",
-    "carol": "carol-token",
-    "mallory": "mallory-token",
-    "anonymous": "test-token",
-}
+TOKENS = {**USER_TOKENS, "anonymous": TOKEN}  # the server's own token: no name
 SECRET = "private/secret.ipynb"
 
 
@@ -41,8 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     write_notebook(root / "team/notes.ipynb", notebook(code_cell("1 + 1", "n1")))
     write_notebook(root / "team/hidden.ipynb", notebook(code_cell("'hidden'", "h1")))
     write_notebook(root / "bobspace/mine.ipynb", notebook(code_cell("40 + 2", "m1")))
-    args = [*ARGS, "--DatastoreApp.default_role=none", "--DatastoreApp.owners=alice"]
-    instance = Server(root, args, env=two_users_env()).start()
+    instance = Server(root, ROLE_ARGS, env=two_users_env()).start()
     rules = {
         "": {"users": {"bob": "editor", "carol": "viewer"}},
         "bobspace": {"users": {"bob": "runner"}},
@@ -189,3 +186,181 @@ async def test_listings_leave_out_what_the_user_may_not_open(as_user) -> None:
     assert "hidden.ipynb" not in {e["name"] for e in team["content"]}
     mine = (await as_user("alice").get("/api/contents")).json()
     assert "private" in {e["name"] for e in mine["content"]}
+
+
+async def start_session(client: httpx.AsyncClient, path: str) -> str:
+    body = {"path": path, "type": "notebook", "name": path, "kernel": {"name": "python3"}}
+    response = await client.post("/api/sessions", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["kernel"]["id"])
+
+
+async def run_code(client: httpx.AsyncClient, kernel_id: str, code: str) -> str:
+    """Run code through nbmodel's API and return its outputs (JSON text)."""
+    started = await client.post(f"/api/kernels/{kernel_id}/execute", json={"code": code})
+    assert started.status_code == 202, started.text
+
+    async def result() -> str | None:
+        got = await client.get(started.headers["Location"])
+        return str(got.json()["outputs"]) if got.status_code == 200 else None
+
+    return str(await eventually(result, timeout=60))
+
+
+async def test_code_runs_on_a_kernel_only_with_runner_on_its_notebooks(as_user, server) -> None:
+    alice, bob = as_user("alice"), as_user("bob")
+    private_kernel = await start_session(alice, SECRET)
+    write_notebook(server.root / "bobspace/plant.ipynb", notebook(code_cell("pwned = 1", "p1")))
+    via_executions = await bob.post(
+        "/api/datastore/executions",
+        json={"path": "bobspace/plant.ipynb", "cell_ids": ["p1"], "kernel": {"id": private_kernel}},
+    )
+    assert via_executions.status_code == 403, via_executions.text
+    assert "private" not in via_executions.text  # nor the notebook's name
+    assert "not a runner" in via_executions.json()["message"]
+    via_nbmodel = await bob.post(
+        f"/api/kernels/{private_kernel}/execute",
+        json={"code": "pwned = 2", "metadata": {"document_path": "bobspace/plant.ipynb"}},
+    )
+    assert via_nbmodel.status_code == 403, via_nbmodel.text
+    session = await bob.put(
+        "/api/collaboration/session/bobspace/plant.ipynb",
+        json={"format": "json", "type": "notebook"},
+    )
+    room = f"json:notebook:{session.json()['fileId']}"
+    via_cell = await bob.post(
+        f"/api/kernels/{private_kernel}/execute", json={"cell_id": "p1", "document_id": room}
+    )
+    assert via_cell.status_code == 403, via_cell.text
+    assert (await bob.post(f"/api/kernels/{private_kernel}/interrupt")).status_code == 403
+    assert "False" in await run_code(alice, private_kernel, "print('pwned' in globals())")
+    # A notebook that has its own kernel runs only there.
+    bobs_kernel = await start_session(bob, "bobspace/mine.ipynb")
+    other = await bob.post(
+        "/api/datastore/executions",
+        json={"path": "bobspace/mine.ipynb", "cell_ids": ["m1"], "kernel": {"id": bobs_kernel}},
+    )
+    assert other.status_code == 202, other.text
+    assert "42" in await run_code(bob, bobs_kernel, "print(40 + 2)")
+
+
+async def test_outputs_go_only_into_documents_the_runner_may_run(as_user, server) -> None:
+    bob = as_user("bob")
+    kernel_id = await start_session(bob, "bobspace/mine.ipynb")
+    before = read_notebook(server.root / SECRET)
+    unparsable = await bob.post(
+        f"/api/kernels/{kernel_id}/execute",
+        json={
+            "code": "print('planted')",
+            "metadata": {"cell_id": "s1", "document_id": "not-a-room", "document_path": SECRET},
+        },
+    )
+    assert unparsable.status_code in (400, 404), unparsable.text
+    by_path = await bob.post(
+        f"/api/kernels/{kernel_id}/execute",
+        json={"code": "print('planted')", "metadata": {"cell_id": "s1", "document_path": SECRET}},
+    )
+    assert by_path.status_code == 403, by_path.text
+    assert read_notebook(server.root / SECRET) == before
+    secret = await as_user("alice").get(f"/api/contents/{SECRET}")
+    assert "planted" not in secret.text
+
+
+async def test_open_sockets_lose_what_a_changed_rule_takes_away(as_user, server) -> None:
+    write_notebook(server.root / "team/live.ipynb", notebook(code_cell("l = 1", "l1")))
+    carol = await YClient.connect(server.url, TOKENS["carol"], "team/live.ipynb")
+    state = await as_user("carol").get("/api/datastore/state")
+    try:
+        await as_user("alice").put(
+            "/api/datastore/permissions/team/live.ipynb", json={"users": {"carol": "none"}}
+        )
+        await until(carol.closed.is_set, timeout=3, what="carol's socket closed")
+        assert carol.close_code == 4403
+        assert "carol is none" in carol.close_reason
+    finally:
+        await carol.close()
+    # The state room shows every document: carol (who may not view them all) is refused.
+    session_id = state.json()["session_id"]
+    refused_state = await YClient.connect(
+        server.url, TOKENS["carol"], room="datastore:state", session_id=session_id, wait_sync=False
+    )
+    await until(refused_state.closed.is_set, what="the state room refused")
+    assert refused_state.close_code == 4403
+    await refused_state.close()
+
+
+async def test_lists_and_lookups_show_only_what_the_user_may_view(as_user, server) -> None:
+    alice = as_user("alice")
+    await start_session(alice, SECRET)
+    opened = await YClient.connect(server.url, TOKENS["alice"], SECRET)
+    try:
+        file_id = (
+            await alice.put(
+                f"/api/collaboration/session/{SECRET}", json={"format": "json", "type": "notebook"}
+            )
+        ).json()["fileId"]
+        everything = json.dumps((await alice.get("/api/datastore/state")).json())
+        assert SECRET in everything
+        for user in ("carol", "mallory", "bob"):
+            client = as_user(user)
+            status = (await client.get("/api/datastore/status")).json()
+            assert file_id not in json.dumps(status), user
+            state = await client.get("/api/datastore/state")
+            assert state.status_code == 200 and SECRET not in state.text, user
+            sessions = await client.get("/api/sessions")
+            assert sessions.status_code == 200 and SECRET not in sessions.text, user
+            lookup = await client.get("/api/fileid/path", params={"id": file_id})
+            assert lookup.status_code == 403 and "secret" not in lookup.text, user
+            by_path = await client.get("/api/fileid/id", params={"path": SECRET})
+            assert by_path.status_code == 403, user
+        assert SECRET in (await alice.get("/api/sessions")).text
+    finally:
+        await opened.close()
+
+
+async def test_the_event_log_keeps_its_size_while_the_server_runs(make_server) -> None:
+    server = make_server(["--DatastoreApp.events_kept=50"])
+    schema = {"$id": "https://example.org/tick/v1", "version": "1", "type": "object",
+              "properties": {"n": {"type": "integer"}}}  # fmt: skip
+    headers = {"Authorization": f"token {TOKENS['anonymous']}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as client:
+        assert (await client.post("/api/events/schemas", json=schema)).status_code == 201
+        for n in range(300):
+            body = {"schema_id": schema["$id"], "version": 1, "data": {"n": n}}
+            assert (await client.post("/api/events", json=body)).status_code == 201
+
+        async def kept() -> list[Any] | None:
+            events = (await client.get("/api/events", params={"since": 0})).json()["events"]
+            return events if len(events) <= 55 else None
+
+        events = await eventually(kept)
+    assert events[-1]["n"] == 299  # the newest are the ones kept
+
+
+async def test_global_presence_shows_only_paths_the_receiver_may_view(server) -> None:
+    room = "JupyterLab:globalAwareness"
+    peers = {
+        user: await YClient.connect(server.url, TOKENS[user], room=room, wait_sync=False)
+        for user in ("alice", "carol", "mallory")
+    }
+    try:
+        state = {
+            "user": {"name": "alice"},
+            "current": f"notebook:{SECRET}",
+            "documents": [SECRET, "team/notes.ipynb"],
+        }
+        alice = peers["alice"]
+        await alice.set_awareness(alice.doc.client_id, 1, state)
+        client = alice.doc.client_id
+        for peer in peers.values():
+            await until(lambda p=peer: client in p.awareness, what="alice's presence")
+        assert peers["alice"].awareness[client] == state
+        seen_by_carol = peers["carol"].awareness[client]
+        assert seen_by_carol["user"] == {"name": "alice"}  # she sees who is there
+        assert seen_by_carol["documents"] == ["team/notes.ipynb"]
+        assert seen_by_carol["current"] is None
+        assert peers["mallory"].awareness[client]["documents"] == []
+        assert SECRET not in json.dumps(peers["mallory"].awareness)
+    finally:
+        for peer in peers.values():
+            await peer.close()

@@ -17,6 +17,7 @@ import functools
 import inspect
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado import web
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _DECIDED = "_datastore_gate_decided"
 """Set on a handler once the gate let its request through."""
+_HIDDEN_KERNELS = "_datastore_hidden_kernels"
 
 
 class DatastoreResolver(Resolver):
@@ -41,7 +43,7 @@ class DatastoreResolver(Resolver):
         self.datastore = datastore
 
     async def kernel_paths(self, kernel_id: str) -> list[str]:
-        return await self.datastore.kernel_paths(kernel_id)
+        return await self.datastore.executor.kernel_paths(kernel_id)
 
     async def session_path(self, session_id: str) -> str | None:
         for model in await self.datastore.executor.sessions.list_sessions():
@@ -109,11 +111,18 @@ class Gate:
                 needs = await decision(handler, DatastoreResolver(datastore))
             real = [(datastore.paths.real(need.path), need) for need in needs]
             for path, need in real:
-                datastore.permissions.require(name, path, need.role, need.operation)
+                try:
+                    datastore.permissions.require(name, path, need.role, need.operation)
+                except Forbidden:
+                    if not need.hidden:
+                        raise
+                    raise Forbidden(f"{need.operation} needs the role {need.role.label}") from None
             if class_name(cls).endswith("ContentsHandler") and handler.request.method == "PATCH":
                 self._check_move(name, real)
         except DatastoreError as exc:
             raise web.HTTPError(exc.status, exc.detail) from None
+        if class_name(cls).endswith(".MainKernelHandler") and handler.request.method == "GET":
+            setattr(handler, _HIDDEN_KERNELS, await self._hidden_kernels(handler))
         setattr(handler, _DECIDED, True)
 
     def _check_move(self, user: str | None, real: list[tuple[str, Need]]) -> None:
@@ -137,11 +146,8 @@ class Gate:
         return bool(getattr(handler, _DECIDED, False))
 
     def filter_response(self, handler: Any, cls: type, chunk: Any) -> Any:
-        """A listing's JSON without what the user may not view (other answers as they are)."""
-        name = class_name(cls)
-        change = self._listing if name.endswith(".ContentsHandler") else None
-        if name.endswith(".SessionRootHandler"):
-            change = self._sessions
+        """A list's JSON without what the user may not view (other answers as they are)."""
+        change = self._views.get(class_name(cls).rsplit(".", 1)[-1])
         if change is None or handler.request.method != "GET" or not isinstance(chunk, str | bytes):
             return chunk
         try:
@@ -149,6 +155,15 @@ class Gate:
         except ValueError:
             return chunk
         return json.dumps(change(handler, model))
+
+    @property
+    def _views(self) -> dict[str, Callable[[Any, Any], Any]]:
+        return {
+            "ContentsHandler": self._listing,
+            "SessionRootHandler": self._sessions,
+            "MainKernelHandler": self._kernels,
+            "TerminalRootHandler": self._terminals,
+        }
 
     def _visible(self, handler: Any, path: Any) -> bool:
         if not isinstance(path, str):
@@ -177,6 +192,26 @@ class Gate:
                 s for s in model if isinstance(s, dict) and self._visible(handler, s.get("path"))
             ]
         return model
+
+    def _kernels(self, handler: Any, model: Any) -> Any:
+        hidden: set[str] = getattr(handler, _HIDDEN_KERNELS, set())
+        if isinstance(model, list):
+            return [k for k in model if isinstance(k, dict) and k.get("id") not in hidden]
+        return model
+
+    def _terminals(self, handler: Any, model: Any) -> Any:
+        user = getattr(handler.current_user, "username", None)
+        return model if self.datastore.permissions.role(user, "") >= Role.RUNNER else []
+
+    async def _hidden_kernels(self, handler: Any) -> set[str]:
+        """The kernels that serve only notebooks the user may not view."""
+        shown: set[str] = set()
+        hidden: set[str] = set()
+        for model in await self.datastore.executor.sessions.list_sessions():
+            kernel_id = str((model.get("kernel") or {}).get("id"))
+            visible = self._visible(handler, model.get("path"))
+            (shown if visible else hidden).add(kernel_id)
+        return hidden - shown
 
 
 def is_ours(cls: type) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import Forbidden
 from ..events.catalog import PERMISSION, Emit, no_emit
 from ..store.base import Store
+from .audit import RefusalAudit, event_path
 from .roles import Role, Rule, RuleSet
 
 __all__ = ["Permissions"]
@@ -41,6 +42,10 @@ class Permissions:
         self.rules = RuleSet(default_role=default_role, owners=owners)
         self.groups_of = groups_of
         self.emit = emit
+        self.audit = RefusalAudit(lambda schema, data: self.emit(schema, data))
+        """Refusal events, aggregated per kind (see `audit.py`)."""
+        self.version = 0
+        """Counts the changes of the rules (open sockets are checked again on a change)."""
 
     async def start(self) -> None:
         for path, body in (await self.store.get_permissions()).items():
@@ -53,6 +58,11 @@ class Permissions:
         groups = self.groups_of(user) if user is not None else frozenset()
         return self.rules.role_of(user, groups, path)
 
+    def sees_everything(self, user: str | None) -> bool:
+        """Whether the user may view every file and folder (the root and each path a rule
+        is set on): such a user may see views of the whole server, such as the state room."""
+        return all(self.role(user, path) >= Role.VIEWER for path in ("", *self.rules.rules))
+
     def require(self, user: str | None, path: str, needed: Role, operation: str) -> None:
         """Raise `Forbidden` (and record the refusal) unless `user` has `needed` on `path`."""
         role = self.role(user, path)
@@ -62,9 +72,9 @@ class Permissions:
     def refused(
         self, user: str | None, path: str, role: Role, needed: Role, operation: str
     ) -> Forbidden:
-        """Record a refusal; the error to raise or send."""
-        self.emit(
-            PERMISSION,
+        """Record a refusal (aggregated with its repeats); the error to raise or send."""
+        path = event_path(path)
+        self.audit.refused(
             {
                 "action": "refused",
                 "path": path,
@@ -72,7 +82,7 @@ class Permissions:
                 "role": role.label,
                 "needed": needed.label,
                 "operation": operation,
-            },
+            }
         )
         who = user or "an anonymous user"
         return Forbidden(
@@ -85,11 +95,12 @@ class Permissions:
             self.rules.rules.pop(path, None)
         else:
             self.rules.rules[path] = rule
+        self.version += 1
         self.emit(
             PERMISSION,
             {
                 "action": "changed",
-                "path": path,
+                "path": event_path(path),
                 "user": by,
                 "rule": None if rule is None else rule.to_json(),
             },

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
+from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 from .roles import Role
 
 __all__ = ["ALLOW", "OURS", "OWNER", "ROUTES", "Need", "Requirements", "Resolver", "class_name"]
@@ -38,15 +39,22 @@ class Need:
     path: str
     role: Role
     operation: str
+    hidden: bool = False
+    """The path was found by the server (a kernel's notebook, a file id's file): a refusal
+    does not name it."""
 
 
 class Resolver:
     """What a route's decision may look up: implemented over the datastore (gate.py)."""
 
     def body(self, handler: Any) -> dict[str, Any]:
-        """The request's JSON body as an object ({} when it is not one: the handler answers)."""
+        """The request's JSON body as an object ({} when it is not one: the handler answers;
+        nested too deep to parse safely: a 400)."""
+        raw = handler.request.body or b"{}"
+        if json_depth_over(raw, MAX_JSON_DEPTH):
+            raise BadRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
-            model = json.loads(handler.request.body or b"{}")
+            model = json.loads(raw)
         except ValueError:
             return {}
         return model if isinstance(model, dict) else {}
@@ -127,11 +135,13 @@ async def kernel(handler: Any, resolver: Resolver) -> list[Need]:
     kernel_id = str((handler.path_kwargs or {}).get("kernel_id", ""))
     reading = _reading(handler) and not str(handler.request.path).endswith("/channels")
     role, operation = (Role.VIEWER, "read a kernel") if reading else (Role.RUNNER, "use a kernel")
-    return [Need(path, role, operation) for path in await resolver.kernel_paths(kernel_id)]
+    paths = await resolver.kernel_paths(kernel_id)
+    return [Need(path, role, operation, hidden=True) for path in paths]
 
 
 async def kernels(handler: Any, resolver: Resolver) -> list[Need]:
-    """The list for anyone (no paths in it); starting a kernel on no notebook: runner on root."""
+    """The list for anyone (without the kernels of notebooks the user may not view, see
+    gate.py); starting a kernel on no notebook: runner on the root."""
     return [] if _reading(handler) else [Need("", Role.RUNNER, "start a kernel")]
 
 
@@ -151,8 +161,8 @@ async def session(handler: Any, resolver: Resolver) -> list[Need]:
     if path is None:
         return []  # jupyter_server answers 404
     if _reading(handler):
-        return [Need(path, Role.VIEWER, "read a session")]
-    needs = [Need(path, Role.RUNNER, "change a session")]
+        return [Need(path, Role.VIEWER, "read a session", hidden=True)]
+    needs = [Need(path, Role.RUNNER, "change a session", hidden=True)]
     new_path = resolver.body(handler).get("path")
     if handler.request.method == "PATCH" and isinstance(new_path, str):
         needs.append(Need(new_path, Role.RUNNER, "move a session"))
@@ -166,12 +176,18 @@ async def query_path(handler: Any, resolver: Resolver) -> list[Need]:
 async def file_id(handler: Any, resolver: Resolver) -> list[Need]:
     """`/api/fileid/path?id=`: viewer on the file the id names (unknown: jupyter_server's 404)."""
     path = resolver.file_id_path(handler.get_query_argument("id", ""))
-    return [] if path is None else [Need(path, Role.VIEWER, "read")]
+    return [] if path is None else [Need(path, Role.VIEWER, "read a file by id", hidden=True)]
 
 
 _JS = "jupyter_server"
 _LAB = "jupyterlab_server"
 _TERMINALS = on_root(Role.RUNNER, "use a terminal")
+
+
+async def terminals(handler: Any, resolver: Resolver) -> list[Need]:
+    """The list for anyone (empty below runner on the root, see gate.py); a new one: runner."""
+    return [] if _reading(handler) else [Need("", Role.RUNNER, "use a terminal")]
+
 
 ROUTES: dict[str, Decision] = {
     # login, static files, redirects, pages that hold no data
@@ -219,7 +235,7 @@ ROUTES: dict[str, Decision] = {
     f"{_JS}.services.sessions.handlers.SessionRootHandler": sessions,
     f"{_JS}.services.sessions.handlers.SessionHandler": session,
     "jupyter_server_terminals.handlers.TermSocket": _TERMINALS,
-    "jupyter_server_terminals.api_handlers.TerminalRootHandler": _TERMINALS,
+    "jupyter_server_terminals.api_handlers.TerminalRootHandler": terminals,
     "jupyter_server_terminals.api_handlers.TerminalHandler": _TERMINALS,
     "jupyter_lsp.handlers.LanguageServersHandler": ALLOW,
     "jupyter_lsp.handlers.LanguageServerWebSocketHandler": on_root(

@@ -5,7 +5,7 @@ Every event emitted on the server's `EventLogger`, for any schema registered now
 appended to the store's event log with an id that only grows and a timestamp, and then
 handed to the subscriptions whose filter accepts it. A subscriber that comes back with the
 last id it saw gets everything after it from the log, so nothing is missed while it was away
-(within the retention limit).
+(within the retention limit: the newest `keep` events, pruned as the log grows).
 
 Events posted over REST are validated and stored before the request is answered, and are
 then emitted on the EventLogger too, so its logging handlers and other listeners see them;
@@ -14,10 +14,18 @@ inherits) and does not store them twice.
 
 Subscriptions have bounded queues: a subscriber more than `limit` events behind is closed
 with the reason `overflow`, and resumes from its last id.
+
+The server's schemas (every schema registered by server code: ours, jupyter_server's, other
+extensions', and any id under `SERVER_PREFIXES`) carry only what the server emits: posting
+under one, or registering one over REST, is refused (403). An event posted by a client is
+stored with `__posted_by__: {"username": ...}`, set here whatever the client sent; events
+the server emits have no `__posted_by__`. Who sees which event is decided by the caller of
+`subscribe` and `replay` (a `visible` predicate, see `events/views.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -34,13 +42,15 @@ from jupyter_events.schema import EventSchema
 from jupyter_events.schema_registry import SchemaRegistryException
 from referencing.exceptions import NoInternalID, Unresolvable
 
-from ..errors import BadRequest, Conflict, NotFound, StoreError
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
 from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
 from .catalog import load_schemas
 from .outbox import Outbox
 
 __all__ = [
+    "POSTED_BY",
+    "SERVER_PREFIXES",
     "EventBus",
     "EventFilter",
     "Subscription",
@@ -54,7 +64,27 @@ log = logging.getLogger(__name__)
 MAX_EVENT_SIZE = 1 << 20  # bytes of an event's data, as JSON
 _REPLAY_PAGE = 1000
 _ENCODED_KEPT = 4096  # recent events kept encoded for the subscribers still to send them
+PRUNE_EVERY = 1000
+"""Events stored between two prunings of the log (a tenth of `keep` when that is fewer):
+the log holds at most `keep` events and this many more."""
 _posted: contextvars.ContextVar[bool] = contextvars.ContextVar("posted", default=False)
+
+POSTED_BY = "__posted_by__"
+"""The field of a posted event's stored data naming who posted it (set by the server)."""
+SERVER_PREFIXES = (
+    "https://events.jupyter.org/jupyter_datastore/",
+    "https://events.jupyter.org/jupyter_server/",
+    "https://schema.jupyter.org/jupyter_collaboration/",
+)
+"""Schema ids the server owns even before anything registers them."""
+
+Visible = Callable[[StoredEvent], bool]
+"""Whether one subscriber may see an event (see `events/views.py`)."""
+
+
+def everyone(event: StoredEvent) -> bool:
+    """A `Visible` for the server's own subscribers: every event."""
+    return True
 
 
 def schema_document(schema: EventSchema) -> dict[str, Any]:
@@ -71,15 +101,18 @@ def event_json(event: StoredEvent) -> dict[str, Any]:
 
     jupyter_server's subscribers read `schema_id` and the data's fields at the top level
     (JupyterLab's EventManager does); the envelope adds `__id__`, `__timestamp__` and
-    `__schema_version__`, names no schema may use for a property.
+    `__schema_version__`, names no schema may use for a property, and `__posted_by__` for
+    an event a client posted (absent: the server emitted it).
     """
-    return {
-        **event.data,
+    envelope: dict[str, Any] = {
         "schema_id": event.schema_id,
         "__id__": event.id,
         "__timestamp__": event.timestamp,
         "__schema_version__": event.version,
     }
+    if POSTED_BY in event.data:
+        envelope[POSTED_BY] = event.data[POSTED_BY]
+    return {**event.data, **envelope}
 
 
 @dataclass(frozen=True)
@@ -142,11 +175,14 @@ def _same(value: Any, wanted: Any) -> bool:
 
 
 class Subscription(Outbox[StoredEvent]):
-    """A subscriber's bounded queue of the events its filter accepts."""
+    """A subscriber's bounded queue of the events its filter accepts and it may see."""
 
-    def __init__(self, event_filter: EventFilter, limit: int = 10_000) -> None:
+    def __init__(
+        self, event_filter: EventFilter, limit: int = 10_000, visible: Visible = everyone
+    ) -> None:
         super().__init__(limit)
         self.filter = event_filter
+        self.visible = visible
         self.after = 0
         """Events up to this id were delivered by a replay: live ones up to it are skipped."""
         self.sink: Callable[[StoredEvent], None] | None = None
@@ -161,7 +197,7 @@ class Subscription(Outbox[StoredEvent]):
         return waiting
 
     def offer(self, event: StoredEvent) -> None:
-        if event.id > self.after and self.filter.accepts(event):
+        if event.id > self.after and self.filter.accepts(event) and self.visible(event):
             if self.sink is not None and self.closed is None:
                 self.sink(event)
             else:
@@ -178,6 +214,9 @@ class EventBus:
         self._stopped = False
         self._outgoing: OrderedDict[int, Outgoing] = OrderedDict()
         self._register = logger.register_event_schema
+        self._client_schemas: set[str] = set()  # registered over REST, now or in a past run
+        self._appended = 0  # events stored since the last pruning
+        self._pruning: asyncio.Task[None] | None = None
 
     # --- life cycle ---
 
@@ -188,8 +227,10 @@ class EventBus:
                 self._register(schema)
         for schema in await self.store.event_schemas():
             try:
+                self._check_client_schema(schema)
                 self._register_schema(schema)
-            except (BadRequest, Conflict) as exc:
+                self._client_schemas.add(str(schema["$id"]))
+            except (BadRequest, Conflict, Forbidden) as exc:
                 log.warning("a stored event schema is not registered again: %s", exc.detail)
         for schema_id in list(self.logger.schemas.schema_ids):
             self._listen(schema_id)
@@ -200,6 +241,8 @@ class EventBus:
         """Stop storing: events emitted after this (jupyter_server shuts kernels down after
         its extensions have stopped) go to the EventLogger's other listeners only."""
         self.logger.register_event_schema = self._register  # type: ignore[method-assign]
+        if self._pruning is not None:
+            await asyncio.gather(self._pruning, return_exceptions=True)
         for schema_id in self._listening:
             self.logger.remove_listener(schema_id=schema_id, listener=self._heard)
         self._listening.clear()
@@ -223,6 +266,21 @@ class EventBus:
             )
         return found
 
+    def is_server_schema(self, schema_id: str) -> bool:
+        """Whether only the server may emit events of this schema: one registered by server
+        code (not over REST), or any id under `SERVER_PREFIXES`."""
+        if schema_id.startswith(SERVER_PREFIXES):
+            return True
+        registered = schema_id in self.logger.schemas.schema_ids
+        return registered and schema_id not in self._client_schemas
+
+    def _check_client_schema(self, schema: Any) -> None:
+        schema_id = schema.get("$id") if isinstance(schema, dict) else None
+        if isinstance(schema_id, str) and self.is_server_schema(schema_id):
+            raise Forbidden(
+                f"event schema {schema_id!r} belongs to the server: it cannot be registered"
+            )
+
     def schema(self, schema_id: str) -> EventSchema:
         try:
             found: EventSchema = self.logger.schemas.get(schema_id)
@@ -234,8 +292,9 @@ class EventBus:
         """Register a schema posted over REST; (its description, whether it is new).
 
         The same schema twice is fine (idempotent); another schema under a registered
-        `$id` and version is a conflict.
+        `$id` and version is a conflict; an id the server owns is refused (`Forbidden`).
         """
+        self._check_client_schema(schema)
         schema_id = schema.get("$id") if isinstance(schema, dict) else None
         if isinstance(schema_id, str) and schema_id in self.logger.schemas.schema_ids:
             existing = self.schema(schema_id)
@@ -243,6 +302,7 @@ class EventBus:
                 return {"$id": schema_id, "version": str(existing.version)}, False
             raise Conflict(f"event schema {schema_id!r} is registered with other content")
         registered = self._register_schema(schema)
+        self._client_schemas.add(registered.id)
         await self.store.put_event_schema(schema_document(registered))
         return {"$id": registered.id, "version": str(registered.version)}, True
 
@@ -285,12 +345,27 @@ class EventBus:
 
     # --- events ---
 
-    async def post(self, schema_id: Any, version: Any, data: Any) -> StoredEvent:
-        """An event from a client: checked, stored, delivered, then emitted on the logger."""
+    async def post(
+        self, schema_id: Any, version: Any, data: Any, user: str | None = None
+    ) -> StoredEvent:
+        """An event from a client (`user`): checked, stored with `__posted_by__`, delivered,
+        then emitted on the logger. The server's schemas are refused (`Forbidden`)."""
         if not isinstance(schema_id, str) or not isinstance(version, str | int):
             raise BadRequest('"schema_id" (a string) and "version" are required')
+        if self.is_server_schema(schema_id):
+            raise Forbidden(
+                f"events of {schema_id!r} come from the server only: nobody may post them"
+            )
+        return await self.post_for(schema_id, version, data, user)
+
+    async def post_for(
+        self, schema_id: str, version: str | int, data: Any, user: str | None
+    ) -> StoredEvent:
+        """An event the server posts on behalf of `user`, under any schema (the server has
+        checked what it may say): validated, stored with `__posted_by__`, emitted."""
         if not isinstance(data, dict):
             raise BadRequest('"data" must be a JSON object')
+        data = {key: value for key, value in data.items() if key != POSTED_BY}
         try:
             schema = self.schema(schema_id)
         except NotFound as exc:
@@ -312,7 +387,8 @@ class EventBus:
             ) from exc
         except RecursionError as exc:  # a $ref that leads back to itself
             raise BadRequest(f"event schema {schema_id!r} refers to itself without end") from exc
-        event = await self._append(schema_id, str(schema.version), data)
+        stored = {**data, POSTED_BY: {"username": user}}
+        event = await self._append(schema_id, str(schema.version), stored)
         token = _posted.set(True)
         try:
             self.logger.emit(schema_id=schema_id, data=data)
@@ -326,7 +402,8 @@ class EventBus:
             return
         try:
             version = str(self.schema(schema_id).version)
-            await self._append(schema_id, version, dict(data))
+            emitted = {key: value for key, value in data.items() if key != POSTED_BY}
+            await self._append(schema_id, version, emitted)
         except StoreError as exc:  # the store's own fault, reported by the store_fault event
             log.error("cannot store an event of %s: %s", schema_id, exc.detail)
         except Exception:
@@ -344,9 +421,22 @@ class EventBus:
 
     async def _append(self, schema_id: str, version: str, data: dict[str, Any]) -> StoredEvent:
         event = await self.store.append_event(schema_id, version, utc_timestamp(), data)
+        self._appended += 1
+        if self._appended >= min(PRUNE_EVERY, max(1, self.keep // 10)) and (
+            self._pruning is None or self._pruning.done()
+        ):
+            self._appended = 0
+            self._pruning = asyncio.ensure_future(self._prune())
         for subscription in list(self.subscriptions):
             subscription.offer(event)
         return event
+
+    async def _prune(self) -> None:
+        """Keep the log to `keep` events while the server runs (not only at start)."""
+        try:
+            await self.store.prune_events(self.keep)
+        except StoreError as exc:  # tried again after the next appends
+            log.warning("cannot prune the event log: %s", exc.detail)
 
     def emit(self, schema_id: str, data: dict[str, Any]) -> None:
         """Emit a server event (from synchronous code, on the event loop)."""
@@ -356,14 +446,20 @@ class EventBus:
             log.exception("cannot emit an event of %s", schema_id)
 
     async def replay(
-        self, since: int, event_filter: EventFilter, *, limit: int = _REPLAY_PAGE
+        self,
+        since: int,
+        event_filter: EventFilter,
+        *,
+        limit: int = _REPLAY_PAGE,
+        visible: Visible = everyone,
     ) -> list[StoredEvent]:
-        """Stored events after `since` that the filter accepts, oldest first."""
+        """Stored events after `since` that the filter accepts and `visible` shows, oldest
+        first."""
         found: list[StoredEvent] = []
         schema_ids = sorted(event_filter.schema_ids)
         while len(found) < limit:
             page = await self.store.read_events(since, schema_ids=schema_ids, limit=_REPLAY_PAGE)
-            found += [event for event in page if event_filter.accepts(event)]
+            found += [e for e in page if event_filter.accepts(e) and visible(e)]
             if len(page) < _REPLAY_PAGE:
                 break
             since = page[-1].id
@@ -371,8 +467,10 @@ class EventBus:
 
     # --- subscriptions ---
 
-    def subscribe(self, event_filter: EventFilter, limit: int = 10_000) -> Subscription:
-        subscription = Subscription(event_filter, limit)
+    def subscribe(
+        self, event_filter: EventFilter, limit: int = 10_000, visible: Visible = everyone
+    ) -> Subscription:
+        subscription = Subscription(event_filter, limit, visible)
         self.subscriptions.add(subscription)
         return subscription
 
@@ -383,7 +481,9 @@ class EventBus:
     async def catch_up(self, subscription: Subscription, since: int) -> list[StoredEvent]:
         """The stored events after `since` for a subscription that is already live; its live
         queue then skips what the replay delivered."""
-        replayed = await self.replay(since, subscription.filter, limit=sys.maxsize)
+        replayed = await self.replay(
+            since, subscription.filter, limit=sys.maxsize, visible=subscription.visible
+        )
         if replayed:
             subscription.after = replayed[-1].id
             subscription.queue = deque(e for e in subscription.queue if e.id > subscription.after)

@@ -29,7 +29,7 @@ from pycrdt import Map
 from ..auth.roles import Role
 from ..documents import FileIds, FileIO
 from ..documents.service import parse_room_name
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..store.base import Store
@@ -184,14 +184,17 @@ class Executor:
         if kernel_id not in self.kernels:
             raise NotFound(f"no kernel has id {kernel_id}")
         target: _Target | None = None
-        if cell_id is not None:
-            # The room when it is known, else the path (nbmodel's clients send both).
-            for where in ((None, room_id), (path, None)):
-                if target is None and any(where):
-                    try:
-                        target = await self._target(*where)
-                    except (BadRequest, NotFound) as exc:
-                        log.info("execution on %s: no document at %s: %s", kernel_id, where, exc)
+        if room_id is not None:  # a room that does not parse or exist is the caller's error
+            target = await self._target(None, room_id)
+        elif path is not None and cell_id is not None:
+            try:
+                target = await self._target(path, None)
+            except (BadRequest, NotFound) as exc:  # nbmodel runs it without a document
+                log.info("execution on %s: no document at %s: %s", kernel_id, path, exc)
+        document = target.path if target is not None else path
+        if document is not None:
+            self.authorize(user, document, Role.RUNNER, "execute")
+        await self.check_kernel_use(user, kernel_id, document)
         record = ExecutionRecord(
             id=str(uuid.uuid4()),
             kernel_id=kernel_id,
@@ -360,6 +363,7 @@ class Executor:
         if request.kernel_id is not None:
             if request.kernel_id not in self.kernels:
                 raise NotFound(f"no kernel has id {request.kernel_id}")
+            await self.check_kernel_use(request.user, request.kernel_id, target.path)
             return request.kernel_id
         lock = self._session_locks.setdefault(target.path, asyncio.Lock())
         async with lock:
@@ -390,6 +394,34 @@ class Executor:
             )
             log.info("started kernel %s for %s", model["kernel"]["id"], target.path)
             return str(model["kernel"]["id"])
+
+    async def kernel_paths(self, kernel_id: str) -> list[str]:
+        """The notebooks whose sessions run a kernel; the root alone when none does (so
+        using a kernel that serves no notebook needs the role on the root)."""
+        paths = [
+            str(session.get("path") or "")
+            for session in await self.sessions.list_sessions()
+            if (session.get("kernel") or {}).get("id") == kernel_id
+        ]
+        return paths or [""]
+
+    async def check_kernel_use(self, user: str | None, kernel_id: str, path: str | None) -> None:
+        """Code on a kernel needs runner on every notebook the kernel serves; a request that
+        names a notebook and a kernel must name the notebook's own kernel, if it has one."""
+        if path is not None:
+            session = await self._session_of(path)
+            own = (session or {}).get("kernel", {}).get("id")
+            if own is not None and own != kernel_id:
+                raise Conflict(
+                    f"{path} runs on kernel {own}, not {kernel_id}: name its own kernel, or none"
+                )
+        for served in await self.kernel_paths(kernel_id):
+            try:
+                self.authorize(user, served, Role.RUNNER, "run code on a kernel")
+            except Forbidden:  # said without the notebook's path, which the user may not know
+                raise Forbidden(
+                    f"kernel {kernel_id} serves a notebook on which you are not a runner"
+                ) from None
 
     async def _session_of(self, path: str) -> dict[str, Any] | None:
         for session in await self.sessions.list_sessions():

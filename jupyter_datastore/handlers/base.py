@@ -20,8 +20,9 @@ from ..auth import Role
 from ..datastore import Datastore
 from ..documents.service import parse_room_name
 from ..errors import BadRequest, DatastoreError, NotFound
+from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 
-__all__ = ["DatastoreHandler", "authorized_to", "error_body", "user_name_of"]
+__all__ = ["DatastoreHandler", "authorized_to", "error_body", "read_json", "user_name_of"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,18 @@ def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
     return {"error": "server_error", "detail": detail, "message": detail}
 
 
+def read_json(raw: str | bytes, what: str) -> Any:
+    """The one reader of JSON from a client (request bodies, query parameters, WebSocket
+    messages): a 400 saying what is wrong, also for nesting deeper than `MAX_JSON_DEPTH`,
+    which is refused before parsing (Python's parser would recurse into a RecursionError)."""
+    if json_depth_over(raw, MAX_JSON_DEPTH):
+        raise BadRequest(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{what} is not JSON: {exc}") from exc
+
+
 def user_name_of(handler: Any) -> str | None:
     """The authenticated user's name (jupyter_server's identity), if it has one."""
     name = getattr(handler.current_user, "username", None)
@@ -69,6 +82,15 @@ class DatastoreHandler(APIHandler):
         """The caller's role on `path` must be at least `needed` (else 403, and audited)."""
         self.datastore.permissions.require(self.user_name, path, needed, operation)
 
+    def real_path(self, raw: str | None) -> str:
+        """The real path inside the root a client's path names ("" is the root; see
+        auth/paths.py): every role is decided on it."""
+        return self.datastore.paths.real(raw or "")
+
+    def file_path(self, raw: str) -> str:
+        """`real_path` of a file: 400 for the root itself."""
+        return self.datastore.paths.file(raw)
+
     def may(self, path: str | None, needed: Role) -> bool:
         return self.datastore.permissions.role(self.user_name, path or "") >= needed
 
@@ -80,13 +102,17 @@ class DatastoreHandler(APIHandler):
             raise NotFound(f"no file has id {file_id}")
         return path
 
-    async def kernel_path(self, kernel_id: str) -> str:
-        """The path of the notebook whose session runs a kernel; the root if none does."""
-        sessions = self.datastore.executor.sessions
-        for session in await sessions.list_sessions():
-            if (session.get("kernel") or {}).get("id") == kernel_id:
-                return str(session.get("path") or "")
-        return ""
+    def room_visible(self, name: str) -> bool:
+        """Whether the caller may know of a room: a document's (or its fork's) if they may
+        view the file; any other (state, presence) if they may view every document."""
+        datastore = self.datastore
+        if datastore.permissions.sees_everything(self.user_name):
+            return True
+        try:
+            path = self.path_of_room(datastore.root_room(name))
+        except DatastoreError:
+            return False
+        return self.may(path, Role.VIEWER)
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
@@ -94,10 +120,7 @@ class DatastoreHandler(APIHandler):
 
     def get_json_object(self) -> dict[str, Any]:
         """The request body as a JSON object, or a 400 saying what is wrong with it."""
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError as exc:
-            raise BadRequest(f"the request body is not JSON: {exc}") from exc
+        body = read_json(self.request.body or b"null", "the request body")
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
         return body

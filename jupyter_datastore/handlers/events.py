@@ -7,9 +7,14 @@
     WS   /api/events/subscribe          live events, filtered, resumable, optionally batched
 
 These routes take precedence over jupyter_server's own (an extension's handlers are
-matched first); the POST body is jupyter_server's. The answer is 201 with the stored event,
-or jupyter_server's bodiless 204 for `Prefer: return=minimal` and for browsers (JupyterLab's
-EventManager fails on anything but 204); `Prefer: return=representation` always gets 201.
+matched first); the POST body is jupyter_server's. The server's own schemas cannot be
+posted (403) nor registered (403); a posted event is stored and shown with
+`__posted_by__: {"username": ...}`, set by the server. Every event a user gets, replayed or
+live, is one of their view (`events/views.py`: about what they may view).
+
+The answer to a POST is 201 with the stored event, or jupyter_server's bodiless 204 for
+`Prefer: return=minimal` and for browsers (JupyterLab's EventManager fails on anything but
+204); `Prefer: return=representation` always gets 201.
 
 The subscription socket: the query may give `since` (resume after that event id: the stored
 events after it come first, then live ones, none twice), `filter` (JSON, see
@@ -35,12 +40,13 @@ from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
 from ..auth import Role
+from ..auth.live import Watched
 from ..datastore import Datastore
 from ..errors import BadRequest, DatastoreError, close_reason
-from ..events.bus import EventBus, EventFilter, Subscription, event_json
+from ..events.bus import EventBus, EventFilter, Subscription, Visible, event_json
 from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
-from .base import DatastoreHandler, authorized_to
+from .base import DatastoreHandler, authorized_to, read_json
 from .websocket import WebSocket, handshake_response, keep_alive
 
 __all__ = [
@@ -93,10 +99,7 @@ def parse_batch(raw: Any) -> float:
 def parse_filter_json(raw: str | None) -> Any:
     if raw is None:
         return None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f'"filter" is not JSON: {exc}') from exc
+    return read_json(raw, '"filter"')
 
 
 class EventsHandler(DatastoreHandler):
@@ -110,7 +113,8 @@ class EventsHandler(DatastoreHandler):
         missing = [key for key in ("schema_id", "version", "data") if key not in body]
         if missing:
             raise BadRequest(f"missing {', '.join(missing)} in the request body")
-        event = await self.datastore.events.post(body["schema_id"], body["version"], body["data"])
+        events = self.datastore.events
+        event = await events.post(body["schema_id"], body["version"], body["data"], self.user_name)
         if self._minimal_answer():
             self.set_status(204)
             self.finish()
@@ -130,14 +134,16 @@ class EventsHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.require("", Role.VIEWER, "read events")
         since = parse_since(self.get_query_argument("since", "0"))
         raw = parse_filter_json(self.get_query_argument("filter", None))
         schema_ids = self.get_query_arguments("schema_id")
         if schema_ids:
             raw = {**(raw or {}), "schema_ids": schema_ids}
         limit = parse_limit(self.get_query_argument("limit", "1000"))
-        events = await self.datastore.events.replay(since, EventFilter.parse(raw), limit=limit)
+        visible = self.datastore.views.visible_to(self.user_name)
+        events = await self.datastore.events.replay(
+            since, EventFilter.parse(raw), limit=limit, visible=visible
+        )
         last = events[-1].id if events else since
         self.finish(json.dumps({"events": [event_json(e) for e in events], "last_id": last}))
 
@@ -148,7 +154,6 @@ class EventSchemasHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.require("", Role.VIEWER, "read event schemas")
         self.finish(json.dumps({"schemas": self.datastore.events.schemas()}))
 
     @web.authenticated
@@ -204,10 +209,11 @@ class Subscriber:
 
     _running: ClassVar[set[Subscriber]] = set()  # keeps live connections referenced
 
-    def __init__(self, bus: EventBus, store: Store, batch: float) -> None:
+    def __init__(self, bus: EventBus, store: Store, batch: float, visible: Visible) -> None:
         self.bus = bus
         self.store = store
         self.batch = batch
+        self.visible = visible  # the subscriber's view: what it may see
         self.socket: WebSocket | None = None
         self.subscription: Subscription | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -231,7 +237,8 @@ class Subscriber:
             self.bus.unsubscribe(self.subscription)
         if self._sender is not None:
             self._sender.cancel()
-        subscription = self.subscription = self.bus.subscribe(event_filter)
+        subscription = self.bus.subscribe(event_filter, visible=self.visible)
+        self.subscription = subscription
         history = await self.bus.catch_up(subscription, since) if since else []
         self._sender = asyncio.ensure_future(self._send(subscription, history))
 
@@ -270,7 +277,7 @@ class Subscriber:
 
     def on_message(self, message: bytes | str) -> None:
         try:
-            request = json.loads(message)
+            request = read_json(message, "the message")
             if not isinstance(request, dict) or request.get("type") != "subscribe":
                 raise BadRequest('a message must be {"type": "subscribe", ...}')
             event_filter = EventFilter.parse(request.get("filter"))
@@ -306,22 +313,31 @@ class SubscribeHandler(DatastoreHandler):
     @ws_authenticated
     async def get(self) -> None:
         await authorize_event_socket(self)
-        self.require("", Role.VIEWER, "subscribe to events")
         since = parse_since(self.get_query_argument("since", "0"))
         event_filter = EventFilter.parse(parse_filter_json(self.get_query_argument("filter", None)))
         batch = parse_batch(self.get_query_argument("batch", "0"))
         response = handshake_response(self.request.headers)
         datastore = self.datastore
-        subscriber = Subscriber(datastore.events, datastore.store, batch)
+        visible = datastore.views.visible_to(self.user_name)
+        subscriber = Subscriber(datastore.events, datastore.store, batch, visible)
+        watched = Watched(
+            self.user_name, self, lambda exc: socket.close(exc.close_code, exc.reason())
+        )
+
+        def closed() -> None:
+            datastore.live.discard(watched)
+            subscriber.on_closed()
+
         socket = WebSocket(
             self.detach(),
             on_message=subscriber.on_message,
-            on_closed=subscriber.on_closed,
+            on_closed=closed,
             max_message_size=MAX_CONTROL_MESSAGE,
             send_limit=datastore.limits.peer_send_limit,
             keep_alive=keep_alive(self.settings),
             name="events",
         )
+        datastore.live.add(watched)  # its login is checked again while it is open
         await subscriber.run(socket, response, event_filter, since)
 
 

@@ -8,6 +8,7 @@ reading records needs `read` and the viewer role; cancelling and answering input
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -18,7 +19,6 @@ from ..errors import BadRequest
 from ..execution.records import ExecutionRecord
 from ..execution.service import ExecuteRequest
 from .base import DatastoreHandler, authorized_to
-from .session import api_path
 
 __all__ = ["ExecutionHandler", "ExecutionInputHandler", "ExecutionsHandler"]
 
@@ -30,8 +30,11 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_request(body: dict[str, Any], user: str | None = None) -> ExecuteRequest:
-    """The body of POST /api/datastore/executions, checked field by field."""
+def parse_request(
+    body: dict[str, Any], resolve: Callable[[str], str], user: str | None = None
+) -> ExecuteRequest:
+    """The body of POST /api/datastore/executions, checked field by field; `resolve` is
+    the path check (auth/paths.py)."""
     unknown = body.keys() - {"path", "room_id", "cell_ids", "kernel", "source_hashes"}
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -46,7 +49,7 @@ def parse_request(body: dict[str, Any], user: str | None = None) -> ExecuteReque
         raise BadRequest('"source_hashes" must map cell ids to SHA-256 hex strings')
     return ExecuteRequest(
         cell_ids=body.get("cell_ids"),  # type: ignore[arg-type]  # checked by the executor
-        path=api_path(path) if path is not None else None,
+        path=resolve(path) if path is not None else None,
         room_id=_optional_str(body, "room_id"),
         kernel_id=_optional_str(kernel, "id"),
         kernel_name=_optional_str(kernel, "name"),
@@ -67,7 +70,7 @@ class ExecutionsHandler(_Base):
     @web.authenticated
     @authorized_to("execute")
     async def post(self) -> None:
-        request = parse_request(self.get_json_object(), user=self.user_name)
+        request = parse_request(self.get_json_object(), self.file_path, user=self.user_name)
         records = await self.datastore.executor.submit(request)
         self.set_status(202)
         self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in records]}))
@@ -78,7 +81,7 @@ class ExecutionsHandler(_Base):
         path = self.get_query_argument("path", None)
         kernel_id = self.get_query_argument("kernel_id", None)
         records = await self.datastore.executor.find(
-            path=api_path(path) if path is not None else None, kernel_id=kernel_id
+            path=self.file_path(path) if path is not None else None, kernel_id=kernel_id
         )
         visible = [r for r in records if self.may(r.path, Role.VIEWER)]
         self.finish(json.dumps({"executions": [r.to_json(outputs=False) for r in visible]}))

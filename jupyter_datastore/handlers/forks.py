@@ -29,7 +29,6 @@ from ..auth import Role
 from ..documents import kind_of
 from ..errors import BadRequest, Conflict, NotFound
 from .base import DatastoreHandler
-from .session import api_path
 from .undo import parse_steps
 
 __all__ = ["ForkHandler", "TimelineHandler", "UndoRedoHandler"]
@@ -101,7 +100,7 @@ class TimelineHandler(DatastoreHandler):
         file_format = self.get_query_argument("format", "")
         file_type = self.get_query_argument("type", "")
         kind_of(file_format, file_type)
-        path = api_path(path)
+        path = self.file_path(path)
         self.require(path, Role.VIEWER, "read history")
         if not await self.datastore.io.exists(path):
             raise NotFound(f"no file at {path}")

@@ -31,7 +31,6 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..execution.records import ExecutionRecord
 from ..execution.service import ExecuteRequest, Executor
 from .base import DatastoreHandler, authorized_to
-from .session import api_path
 
 __all__ = [
     "KERNEL_ID",
@@ -138,18 +137,6 @@ class _Base(DatastoreHandler):
 
 
 class NbModelExecuteHandler(_Base):
-    async def _code_path(self, kernel_id: str, room_id: str | None, path: str | None) -> str:
-        """Where code sent to a kernel runs, for the role check: the document it names, else
-        the notebook whose session runs the kernel, else the root."""
-        try:
-            if room_id is not None:
-                return self.path_of_room(room_id)
-            if path is not None:
-                return api_path(path)
-        except (BadRequest, NotFound):
-            pass  # the executor runs it without a document, as nbmodel does
-        return await self.kernel_path(kernel_id)
-
     @web.authenticated
     @authorized_to("execute")
     async def post(self, kernel_id: str) -> None:
@@ -164,13 +151,12 @@ class NbModelExecuteHandler(_Base):
             )
             (record,) = await self.executor.submit(request)
         else:
-            self.require(await self._code_path(kernel_id, room_id, path), Role.RUNNER, "execute")
             record = await self.executor.submit_code(
                 kernel_id,
                 code,
                 cell_id=cell_id,
                 room_id=room_id,
-                path=api_path(path) if path is not None else None,
+                path=self.file_path(path) if path is not None else None,
                 user=self.user_name,
             )
         location = request_url(kernel_id, record.id)

@@ -1,13 +1,17 @@
 """`/api/notifications`: the caller's own notifications, and their live feed.
 
     GET    /api/notifications?unread=&since=&until=&limit=  the caller's, newest first
+    POST   /api/notifications  {"recipients", "message", "type"?, "link"?, "data"?, "source"?}
+                               notify others -> 201 {"event_id", "recipients"}
     GET    /api/notifications/{id}                         one of them
     PATCH  /api/notifications/{id}  {"read": true|false}   mark it read or unread
     DELETE /api/notifications/{id}                         delete it (204)
     WS     /api/events/subscribe/notification              the caller's new ones, live
 
 A notification is a row of one recipient (a jupyter_server user name): nobody else can see,
-change or delete it, and another's id answers 404 as a missing one does. The resource is
+change or delete it, and another's id answers 404 as a missing one does. Sending needs the
+viewer role on the root; the row's `sender` is set by the server, and a `link` that leaves
+this server (another host, `//host`, `javascript:`) is refused with 400. The resource is
 `events` (GET reads, PATCH and DELETE write, the feed needs `execute` as jupyter_server's
 event socket does).
 
@@ -32,9 +36,11 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
+from ..auth import Role
+from ..auth.live import Watched
 from ..errors import BadRequest, DatastoreError, close_reason
 from ..notifications import Feed, parse_time
-from .base import DatastoreHandler, user_name_of
+from .base import DatastoreHandler, authorized_to, read_json, user_name_of
 from .events import EventSocket
 
 __all__ = [
@@ -90,6 +96,16 @@ class NotificationsHandler(DatastoreHandler):
         )
         self.finish(json.dumps({"notifications": rows}))
 
+    @web.authenticated
+    @authorized_to("write")
+    async def post(self) -> None:
+        sender = user_name(self)
+        self.require("", Role.VIEWER, "send a notification")
+        origin = (self.request.protocol.lower(), self.request.host.lower())
+        event = await self.datastore.notifications.send(sender, self.get_json_object(), origin)
+        self.set_status(201)
+        self.finish(json.dumps({"event_id": event.id, "recipients": event.data["recipients"]}))
+
 
 class NotificationHandler(DatastoreHandler):
     auth_resource = "events"
@@ -130,6 +146,7 @@ class NotificationFeedHandler(EventSocket):
         self._sent: set[str] = set()  # ids a resume must not send again
         self._tracking = True  # live ids are remembered until the first message
         self._messages = 0
+        self.watched: Watched | None = None
 
     def parse_query(self) -> None:
         self.recipient = user_name(self)
@@ -139,6 +156,9 @@ class NotificationFeedHandler(EventSocket):
     def open(self, *args: Any, **kwargs: Any) -> None:
         # At once, before anything awaits: no row created after the handshake is missed.
         self.feed = self.datastore.notifications.open_feed(self.recipient)
+        self.watched = self.datastore.live.add(  # its login is checked again while open
+            Watched(self.recipient, self, lambda exc: self.close(exc.close_code, exc.reason()))
+        )
         if self._since is not None:
             self._tracking = False  # resumed already: a later message cannot resume again
         self._sender = asyncio.ensure_future(self._send(self.feed, self._since))
@@ -185,7 +205,7 @@ class NotificationFeedHandler(EventSocket):
         self._messages += 1
         first = self._messages == 1 and self._since is None
         try:
-            request = json.loads(message)
+            request = read_json(message, "the message")
             if not isinstance(request, dict) or set(request) != {"since"}:
                 raise BadRequest('a message must be {"since": "<ISO time>"}')
             if not first:
@@ -202,6 +222,8 @@ class NotificationFeedHandler(EventSocket):
             self._tracking = False  # no later message resumes: live ids need not be kept
 
     def on_close(self) -> None:
+        if self.watched is not None:
+            self.datastore.live.discard(self.watched)
         if self.feed is not None:
             self.datastore.notifications.close_feed(self.feed)
         if self._sender is not None:

@@ -11,27 +11,14 @@ the owner role, there. A change applies at once, to open rooms too, and is an ev
 from __future__ import annotations
 
 import json
-import posixpath
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..auth import Role, Rule
-from ..errors import BadRequest
 from .base import DatastoreHandler
 
 __all__ = ["PermissionsHandler"]
-
-
-def rule_path(path: str | None) -> str:
-    """A path relative to the root ("" is the root); 400 for one that leaves it."""
-    path = (path or "").replace("\\", "/").strip("/")
-    normal = posixpath.normpath(path) if path else ""
-    if normal == ".":
-        return ""
-    if normal == ".." or normal.startswith("../") or len(normal) > 4096:
-        raise BadRequest(f"{path[:100]!r} is not a path inside the root")
-    return normal
 
 
 class PermissionsHandler(DatastoreHandler):
@@ -40,14 +27,14 @@ class PermissionsHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self, path: str | None = None) -> None:
-        where = rule_path(path)
+        where = self.real_path(path)
         self.require(where, Role.VIEWER, "read permissions")
         self.finish(json.dumps(self.datastore.permissions.describe(where, self.user_name)))
 
     @web.authenticated
     @authorized
     async def put(self, path: str | None = None) -> None:
-        where = rule_path(path)
+        where = self.real_path(path)
         rule = Rule.parse(self.get_json_object())
         self.require(where, Role.OWNER, "share")
         await self.datastore.permissions.set_rule(where, rule, self.user_name)
@@ -56,7 +43,7 @@ class PermissionsHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def delete(self, path: str | None = None) -> None:
-        where = rule_path(path)
+        where = self.real_path(path)
         self.require(where, Role.OWNER, "share")
         await self.datastore.permissions.set_rule(where, None, self.user_name)
         self.finish(json.dumps(self.datastore.permissions.describe(where, self.user_name)))

@@ -6,13 +6,16 @@ room and moves messages: frames in are parsed by `protocol` and given to the roo
 out arrive encoded and framed once for all peers. Errors become close codes here and
 nowhere else:
 
-    4400  malformed, truncated, empty or text frame; unknown message type; bad room name
+    4400  malformed, truncated, empty or text frame; unknown message type; bad room name;
+          an awareness limit passed (`protocol/awareness.py`, `rooms/awareness.py`)
     4403  the user's role on the file does not allow reading it (an edit or a save it does
           not allow is refused with a RAW `refused` message instead; the peer stays)
     4404  unknown room or file id; the file does not exist
     4500  the document could not be loaded
     1003  the sessionId is not one this server issued (JSON: reason, sessionId, reloadable)
-    1009  a message over the size limit
+    1009  a message over the size limit: the server's `max_message_size` for a peer whose
+          role allows editing, `VIEWER_MAX_MESSAGE` for any other (decided at each frame's
+          header, on the role at that time: refused before the frame is read)
     1013  the peer fell too far behind in reading what the room sends
     1001  the server is stopping
 
@@ -22,7 +25,7 @@ A request that is not a valid opening handshake gets an HTTP error instead (400,
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -30,10 +33,12 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..auth import Role
+from ..auth.live import Watched
 from ..datastore import Datastore
 from ..documents import GLOBAL_AWARENESS, kind_of
 from ..documents.service import parse_room_name
 from ..errors import BadRequest, DatastoreError, Forbidden, NotFound, SessionExpired
+from ..protocol.awareness import MAX_AWARENESS_UPDATE
 from ..protocol.frames import Outgoing
 from ..protocol.messages import (
     Message,
@@ -54,6 +59,11 @@ __all__ = ["RoomHandler", "RoomPeer"]
 
 log = logging.getLogger(__name__)
 
+VIEWER_MAX_MESSAGE = 1024 * 1024
+"""Largest message from a peer whose role does not allow editing (and from the presence
+room's peers): enough for awareness and a sync step 1, while a viewer's large frame is
+refused at its header instead of being read into memory and then refused."""
+
 
 class RoomPeer:
     """A WebSocket joined to a room: checks the session, joins, relays, leaves."""
@@ -61,14 +71,22 @@ class RoomPeer:
     _running: ClassVar[set[RoomPeer]] = set()  # keeps live connections referenced
 
     def __init__(
-        self, datastore: Datastore, name: str, session_id: str | None, user: str | None = None
+        self,
+        datastore: Datastore,
+        name: str,
+        session_id: str | None,
+        user: str | None = None,
+        handler: Any = None,
     ) -> None:
         self.datastore = datastore
         self.name = name
         self.session_id = session_id
         self.user = user
+        self.handler = handler
+        """The handler of the opening request: its credentials are checked again live."""
         self.room: Room | None = None
         self.socket: WebSocket | None = None
+        self.watched: Watched | None = None
 
     async def run(self, socket: WebSocket, response: bytes) -> None:
         try:
@@ -79,8 +97,11 @@ class RoomPeer:
         RoomPeer._running.add(self)
         try:
             self._check_session()
-            self._check_role(Role.VIEWER, "open")
+            self._check_access()
             self.room = await self.datastore.rooms.join(self.name, socket, user=self.user)
+            if self.handler is not None:
+                watched = Watched(self.user, self.handler, self._fail, self._check_access)
+                self.watched = self.datastore.live.add(watched)
         except DatastoreError as exc:
             self._fail(exc)
         except Exception:
@@ -122,6 +143,29 @@ class RoomPeer:
         if path is not None:
             self.datastore.permissions.require(self.user, path, needed, operation)
 
+    def message_limit(self) -> int:
+        """The largest message the peer may send now (its role is looked up each time)."""
+        full = self.datastore.limits.max_message_size
+        try:
+            path = self._path()
+            role = Role.NONE if path is None else self.datastore.permissions.role(self.user, path)
+        except DatastoreError:
+            role = Role.NONE
+        return full if role >= Role.EDITOR else min(full, VIEWER_MAX_MESSAGE)
+
+    def _check_access(self) -> None:
+        """May the user be in this room (now)? The state room shows the whole server: only
+        to those who may view everything."""
+        if self.name == STATE_ROOM:
+            if not self.datastore.permissions.sees_everything(self.user):
+                who = self.user or "an anonymous user"
+                raise Forbidden(
+                    f"the state room shows every document; {who} may not view them all:"
+                    " GET /api/datastore/state shows what concerns you"
+                )
+            return
+        self._check_role(Role.VIEWER, "open")
+
     def _refuse(self, socket: WebSocket, message: Message) -> bool:
         """Refuse an edit or a save the peer's role does not allow: a RAW `refused` message
         says why, the peer stays (it may still read and show presence)."""
@@ -155,7 +199,7 @@ class RoomPeer:
         try:
             if isinstance(message, str):
                 raise BadRequest("text frames are not supported; send binary y-websocket messages")
-            parsed = parse_message(message)
+            parsed = parse_message(message, max_awareness_update=MAX_AWARENESS_UPDATE)
             if not self._refuse(socket, parsed):
                 room.receive(socket, parsed)
         except ProtocolError as exc:
@@ -165,6 +209,8 @@ class RoomPeer:
 
     def on_closed(self) -> None:
         RoomPeer._running.discard(self)
+        if self.watched is not None:
+            self.datastore.live.discard(self.watched)
         room, socket = self.room, self.socket
         self.room = None
         if room is not None and socket is not None:
@@ -186,7 +232,7 @@ class RoomHandler(DatastoreHandler):
         response = handshake_response(self.request.headers)
         datastore = self.datastore
         session_id = self.get_query_argument("sessionId", None)
-        peer = RoomPeer(datastore, name, session_id, user_name_of(self))
+        peer = RoomPeer(datastore, name, session_id, user_name_of(self), self)
         socket = WebSocket(
             self.detach(),
             on_message=peer.on_message,
@@ -195,5 +241,6 @@ class RoomHandler(DatastoreHandler):
             send_limit=datastore.limits.peer_send_limit,
             keep_alive=keep_alive(self.settings),
             name=name,
+            limit=peer.message_limit,
         )
         await peer.run(socket, response)

@@ -7,7 +7,6 @@ JupyterLab's document provider calls this before it opens a room; the answer nam
 from __future__ import annotations
 
 import json
-import posixpath
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -17,18 +16,7 @@ from ..documents import kind_of
 from ..errors import BadRequest, NotFound
 from .base import DatastoreHandler
 
-__all__ = ["DocSessionHandler", "api_path"]
-
-
-def api_path(path: str) -> str:
-    """A normalised path relative to the root; `NotFound` for one that leaves the root."""
-    path = path.replace("\\", "/").strip("/")
-    normal = posixpath.normpath(path) if path else ""
-    if normal in (".", ""):
-        raise BadRequest("a file path is required")
-    if normal == ".." or normal.startswith("../"):
-        raise NotFound(f"{path} is outside the root directory")
-    return normal
+__all__ = ["DocSessionHandler"]
 
 
 class DocSessionHandler(DatastoreHandler):
@@ -42,7 +30,7 @@ class DocSessionHandler(DatastoreHandler):
         if not isinstance(file_format, str) or not isinstance(file_type, str):
             raise BadRequest('the body must give "format" and "type" as strings')
         kind_of(file_format, file_type)
-        path = api_path(path)
+        path = self.file_path(path)
         self.require(path, Role.VIEWER, "open")
         if not await self.datastore.io.exists(path):
             raise NotFound(f"no file at {path}")

@@ -2,43 +2,48 @@
 
 The live model is the room `datastore:state` (`/api/collaboration/room/datastore:state`,
 with the `session_id` given here as `sessionId`); this is its snapshot for REST callers.
-Reading it needs `read` on `kernels` and the viewer role on the root: it shows the whole
-server.
+Reading it needs `read` on `kernels`; a user who may not view every document gets only
+what concerns the documents they may view (`state/views.py`).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..auth import Role
+from ..state.views import view_of
 from .base import DatastoreHandler
 
 __all__ = ["StateHandler", "StateRefreshHandler"]
 
 
-class StateHandler(DatastoreHandler):
+class _Base(DatastoreHandler):
     auth_resource = "kernels"
 
+    def state_view(self) -> dict[str, Any]:
+        snapshot = self.datastore.state.snapshot()
+        if self.datastore.permissions.sees_everything(self.user_name):
+            return snapshot
+        return view_of(snapshot, lambda path: self.may(path, Role.VIEWER))
+
+
+class StateHandler(_Base):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.require("", Role.VIEWER, "read the server's state")
-        self.finish(json.dumps(self.datastore.state.snapshot()))
+        self.finish(json.dumps(self.state_view()))
 
 
-class StateRefreshHandler(DatastoreHandler):
+class StateRefreshHandler(_Base):
     """Re-read every manager now: for changes no event reports, such as a kernelspec
     installed on disk. Answers with the snapshot that results."""
-
-    auth_resource = "kernels"
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        self.require("", Role.VIEWER, "read the server's state")
-        state = self.datastore.state
-        await state.refresh()
-        self.finish(json.dumps(state.snapshot()))
+        await self.datastore.state.refresh()
+        self.finish(json.dumps(self.state_view()))

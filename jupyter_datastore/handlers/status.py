@@ -1,4 +1,5 @@
-"""`GET /api/datastore/status`: this server's session id and its open rooms."""
+"""`GET /api/datastore/status`: this server's session id and its open rooms (those of
+documents the caller may view; every room for who may view every document)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class StatusHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        rooms = self.datastore.rooms.rooms.values()
+        rooms = [r for r in self.datastore.rooms.rooms.values() if self.room_visible(r.name)]
         self.finish(
             json.dumps(
                 {

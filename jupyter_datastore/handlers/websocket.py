@@ -86,8 +86,12 @@ class WebSocket:
         send_limit: int,
         keep_alive: tuple[float, float] = (30.0, 30.0),
         name: str = "",
+        limit: Callable[[], int] | None = None,
     ) -> None:
+        """`limit`: the largest message now, asked before each frame (else always
+        `max_message_size`): a message over it closes the socket with 1009 at its header."""
         self._stream = stream
+        self._limit = limit
         self._on_message = on_message
         self._on_closed = on_closed
         self._protocol = Protocol(SERVER, state=OPEN, max_size=max_message_size)
@@ -204,6 +208,10 @@ class WebSocket:
             while protocol.state is not CLOSED:
                 data = await self._stream.read_bytes(_READ_SIZE, partial=True)
                 self._last_seen = self._loop.time()
+                if self._limit is not None and not protocol.reader.buffer:
+                    # Between frames (nothing of the next one read yet): the parser reads
+                    # the limit when the next frame's first byte arrives, in this call.
+                    protocol.max_message_size = self._limit()
                 protocol.receive_data(data)
                 for frame in protocol.events_received():
                     if isinstance(frame, Frame):

@@ -17,6 +17,12 @@ crash between the two commits maps to the rows it already made; those are kept a
 
 A feed (`Feed`) is bounded: a recipient's client more than `feed_limit` rows behind is
 closed (`overflow`) and resumes from the time of the last row it got.
+
+Nobody posts `notification` events (a server schema); a user notifies others through
+`send` (`POST /api/notifications`), which the server posts on their behalf. A row's
+`sender` is `{"username": ...}` of who sent it, or null when the server made it (a run's
+end); its `link` stays on this server: a path or a URL path, never another host or
+scheme (`local_link`).
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import BadRequest, NotFound
-from ..events.bus import EventBus, EventFilter, Subscription, utc_timestamp
+from ..events.bus import POSTED_BY, EventBus, EventFilter, Subscription, utc_timestamp
 from ..events.catalog import EXECUTION, NOTIFICATION
 from ..events.outbox import Outbox
 from ..store.base import Store, StoredEvent
@@ -46,6 +53,33 @@ MAX_MESSAGE = 2000
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, NOTIFICATION)
 _PAGE = 500
 _SAVE_EVERY = 1000  # events processed without a row before the cursor is written anyway
+MAX_RECIPIENTS = 1000
+SENT_FIELDS = frozenset({"recipients", "message", "type", "link", "data", "source"})
+"""What a user's notification may give (`send`); the server adds who sent it."""
+
+
+def local_link(link: str, origin: tuple[str, str] | None = None) -> str | None:
+    """`link` as a link on this server (a path, with its query and fragment), else None.
+
+    A relative path or an absolute URL path is kept; an absolute URL is kept (as its path)
+    only when its scheme and host are `origin` (the request's); anything with another
+    scheme (`javascript:`, `data:`), host, a `//host` or backslash form, or a control or
+    space character at all, is not a link on this server.
+    """
+    if not link or any(ord(c) <= 0x20 or c == "\\" for c in link):
+        return None
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return None
+    if not parts.scheme and not parts.netloc:
+        return None if link.startswith("//") else link
+    if origin is None or (parts.scheme.lower(), parts.netloc.lower()) != origin:
+        return None
+    local = parts.path or "/"
+    local += f"?{parts.query}" if parts.query else ""
+    local += f"#{parts.fragment}" if parts.fragment else ""
+    return None if local.startswith("//") else local
 
 
 @dataclass(frozen=True)
@@ -207,7 +241,10 @@ class Notifications:
                 data.get("data"),
                 data.get("source"),
             )
-            return [self._row(event, name, message, kind, link, extra, source) for name in names]
+            sender = data.get(POSTED_BY)
+            return [
+                self._row(event, name, message, kind, link, extra, source, sender) for name in names
+            ]
         if event.schema_id == EXECUTION:
             notice = self._execution_notice(data)
             user = _text(data.get("user"))
@@ -232,6 +269,7 @@ class Notifications:
         link: Any,
         data: Any,
         source: Any,
+        sender: Any = None,
     ) -> dict[str, Any]:
         key = f"{self.store.session_id}/{event.id}/{recipient}"
         return {
@@ -242,9 +280,10 @@ class Notifications:
             "read_at": None,
             "message": message,
             "type": kind,
-            "link": link if isinstance(link, str) else None,
+            "link": local_link(link) if isinstance(link, str) else None,
             "data": data if isinstance(data, dict) else None,
             "source": _text(source),
+            "sender": sender if isinstance(sender, dict) else None,
             "event_id": event.id,
         }
 
@@ -275,6 +314,35 @@ class Notifications:
         if status == "ok":
             return f"{what}{where} finished after {took}", "success"
         return f"{what}{where} ended {status} after {took}", "warning"
+
+    # --- sending (REST) ---
+
+    async def send(
+        self, sender: str | None, body: dict[str, Any], origin: tuple[str, str]
+    ) -> StoredEvent:
+        """A user's notification to others: checked, then posted as a `notification` event
+        in their name (`origin`: the request's scheme and host, for same-origin links)."""
+        unknown = body.keys() - SENT_FIELDS
+        if unknown:
+            raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
+        recipients = body.get("recipients")
+        if (
+            not isinstance(recipients, list)
+            or not 0 < len(recipients) <= MAX_RECIPIENTS
+            or not all(isinstance(r, str) and r for r in recipients)
+        ):
+            raise BadRequest(f'"recipients" must be 1 to {MAX_RECIPIENTS} user names')
+        data = dict(body)
+        link = body.get("link")
+        if link is not None:
+            local = local_link(link, origin) if isinstance(link, str) else None
+            if local is None:
+                raise BadRequest(
+                    f'"link" must stay on this server (a path or a URL of {origin[1]}),'
+                    f" not {str(link)[:200]!r}"
+                )
+            data["link"] = local
+        return await self.bus.post_for(NOTIFICATION, "1", data, sender)
 
     # --- reading and changing rows (REST) ---
 

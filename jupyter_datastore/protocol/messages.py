@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from .awareness import AwarenessEntry, decode_awareness_update
+from .awareness import (
+    MAX_AWARENESS_ENTRIES,
+    MAX_AWARENESS_STATE,
+    AwarenessEntry,
+    decode_awareness_update,
+)
 from .lib0 import DecodeError, Reader, var_bytes, var_string, var_uint
 
 __all__ = [
@@ -100,9 +105,16 @@ Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | QueryAwareness
 
 
 def parse_message(
-    data: bytes, *, max_awareness_entries: int = 256, max_awareness_state: int = 65536
+    data: bytes,
+    *,
+    max_awareness_entries: int = MAX_AWARENESS_ENTRIES,
+    max_awareness_state: int = MAX_AWARENESS_STATE,
+    max_awareness_update: int | None = None,
 ) -> Message:
-    """Parse one frame into one message, or raise `ProtocolError` saying why not."""
+    """Parse one frame into one message, or raise `ProtocolError` saying why not.
+
+    `max_awareness_update`: bytes of an awareness update (None: bounded by the frame only;
+    the server passes `MAX_AWARENESS_UPDATE`, a client reading the server need not)."""
     if not data:
         raise ProtocolError("empty message")
     reader = Reader(data)
@@ -116,6 +128,7 @@ def parse_message(
                 reader.read_var_bytes(),
                 max_entries=max_awareness_entries,
                 max_state=max_awareness_state,
+                max_bytes=max_awareness_update,
             )
             message = AwarenessMessage(entries, data)
         elif kind == MessageType.RAW:

@@ -51,6 +51,7 @@ from pycrdt import Doc, TransactionEvent, get_state, get_update, merge_updates
 
 from ..errors import BadRequest, Conflict
 from ..events.catalog import STORE_FAULT, Emit, no_emit
+from ..protocol.awareness import AwarenessEntry, encode_awareness_update
 from ..protocol.frames import Outgoing
 from ..protocol.messages import (
     AwarenessMessage,
@@ -70,7 +71,10 @@ from ..store.base import merge
 from .awareness import AwarenessTable
 from .undo import Author, UndoHistory, UndoStatus, is_named, undo_roots
 
-__all__ = ["EMPTY_UPDATE", "SERVER", "Peer", "Room", "RoomSettings"]
+__all__ = ["EMPTY_UPDATE", "SERVER", "AwarenessView", "Peer", "Room", "RoomSettings"]
+
+AwarenessView = Callable[[str | None, list[AwarenessEntry]], list[AwarenessEntry]]
+"""`view(user, entries)`: the entries as `user` may see them."""
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,8 @@ class Room:
         self.peers: dict[Peer, str | None] = {}
         """The peers, and who each is (None: no name)."""
         self.awareness = AwarenessTable()
+        self.awareness_view: AwarenessView | None = None
+        """What of the peers' awareness each receiving user may see (None: all of it)."""
         self.holds = 0
         """Server-side users that keep the room open with no peer (see `RoomManager.hold`)."""
         self.on_flush: Callable[[set[object]], None] | None = None
@@ -408,9 +414,7 @@ class Room:
         awareness."""
         self.peers[peer] = user
         peer.send(Outgoing(sync_step1(self._state_vector())))
-        snapshot = self.awareness.snapshot()
-        if snapshot is not None:
-            peer.send(Outgoing(awareness_message(snapshot)))
+        self._send_awareness(self.awareness.present(), [peer])
 
     def leave(self, peer: Peer) -> None:
         if peer in self.peers:
@@ -425,16 +429,42 @@ class Room:
         if isinstance(message, SyncUpdate | SyncStep2):
             self._receive_update(peer, message.update)
         elif isinstance(message, AwarenessMessage):
-            self.awareness.apply(peer, message.entries)
-            self._broadcast(Outgoing(message.raw))
+            self._receive_awareness(peer, message)
         elif isinstance(message, SyncStep1):
             self._reply(peer, Outgoing(sync_step2(self._update_since(message.state_vector))))
         elif isinstance(message, QueryAwareness):
-            snapshot = self.awareness.snapshot()
-            if snapshot is not None:
-                peer.send(Outgoing(awareness_message(snapshot)))
+            self._send_awareness(self.awareness.present(), [peer])
         elif isinstance(message, SaveRequest):
             self._spawn(self._save(peer, message.request_id))
+
+    def _receive_awareness(self, peer: Peer, message: AwarenessMessage) -> None:
+        """Relay the entries of the peer's own clients (see `awareness.py`): the message as
+        it came when all are, else re-encoded without the others; nothing if none is."""
+        entries = self.awareness.apply(peer, message.entries, self.peers.get(peer))
+        if self.awareness_view is not None:
+            self._send_awareness(entries, list(self.peers))
+        elif len(entries) == len(message.entries):
+            self._broadcast(Outgoing(message.raw))
+        elif entries:
+            self._broadcast(Outgoing(awareness_message(encode_awareness_update(entries))))
+
+    def _send_awareness(self, entries: list[AwarenessEntry], peers: list[Peer]) -> None:
+        """Send entries to peers, each as its user may see them (`awareness_view`), encoded
+        once per user."""
+        if not entries:
+            return
+        encoded: dict[str | None, Outgoing | None] = {}
+        for peer in peers:
+            user = self.peers.get(peer)
+            if user not in encoded:
+                shown = (
+                    entries if self.awareness_view is None else self.awareness_view(user, entries)
+                )
+                update = encode_awareness_update(shown) if shown else None
+                encoded[user] = None if update is None else Outgoing(awareness_message(update))
+            message = encoded[user]
+            if message is not None:
+                peer.send(message)
 
     def _receive_update(self, peer: Peer, update: bytes) -> None:
         if update == EMPTY_UPDATE:

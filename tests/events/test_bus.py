@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from jupyter_events import EventLogger
 
-from jupyter_datastore.errors import BadRequest, Conflict
+from jupyter_datastore.errors import BadRequest, Conflict, Forbidden
 from jupyter_datastore.events.bus import EventBus, EventFilter, Subscription
 from jupyter_datastore.store import SQLiteStore
 from jupyter_datastore.store.base import StoredEvent
@@ -64,7 +64,9 @@ async def test_every_emitted_event_is_stored_once_and_late_schemas_are_followed(
     live = bus.subscribe(EventFilter())
     bus.logger.register_event_schema(SCHEMA)  # as another extension would, after start
     bus.emit(SCHEMA["$id"], {"n": 1})
-    posted = await bus.post(SCHEMA["$id"], 1, {"n": 2})
+    with pytest.raises(Forbidden):  # a schema of server code: no client posts under it
+        await bus.post(SCHEMA["$id"], 1, {"n": 3})
+    posted = await bus.post_for(SCHEMA["$id"], 1, {"n": 2}, "someone")  # the server, for one
     await bus.logger.gather_listeners()  # the EventLogger hands events to listeners in tasks
     stored = await bus.replay(0, EventFilter.parse({"schema_ids": [SCHEMA["$id"]]}))
     assert sorted(e.data["n"] for e in stored) == [1, 2]  # the posted one is not stored twice

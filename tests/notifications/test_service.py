@@ -40,7 +40,7 @@ class Stack:
 
     async def notify(self, recipients: list[str], message: str, **extra: Any) -> int:
         data = {"recipients": recipients, "message": message, **extra}
-        return (await self.bus.post(NOTIFICATION, "1", data)).id
+        return (await self.bus.post_for(NOTIFICATION, "1", data, "bob")).id
 
     async def rows(self, user: str, count: int) -> list[dict[str, Any]]:
         """The user's rows, once there are `count` of them."""

@@ -114,3 +114,15 @@ def test_raw_replies_are_read_back_and_bad_ones_refused() -> None:
     for bad in (b"", b"\x02", b"\x02\x03[1]", b"\x00\x00", b"\x02\x05{nope"):
         with pytest.raises(ProtocolError):
             parse_raw_reply(bad)
+
+
+def test_awareness_limits_are_checked_on_the_bytes() -> None:
+    entry = var_uint(1) + var_uint(1) + var_uint(1) + var_string(json.dumps({"x": "y" * 100}))
+    frame = awareness_message(entry)
+    assert parse_message(frame, max_awareness_update=len(entry))
+    with pytest.raises(ProtocolError, match="over 10"):
+        parse_message(frame, max_awareness_update=10)
+    deep = "[" * 65 + "]" * 65
+    nested = var_uint(1) + var_uint(1) + var_uint(1) + var_string(deep)
+    with pytest.raises(ProtocolError, match="deeper than 64"):
+        parse_message(awareness_message(nested))

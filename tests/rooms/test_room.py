@@ -323,3 +323,66 @@ async def test_a_room_of_few_peers_waits_in_proportion() -> None:
         await until(lambda n=i + 4: len(reader.of("update")) == n, timeout=1)
     assert 0.2 <= asyncio.get_running_loop().time() - started < 0.8
     await room.close()
+
+
+async def test_awareness_entries_belong_to_the_peer_that_introduced_them() -> None:
+    room = Room("r")
+    a, b, c = RecordingPeer(), RecordingPeer(), RecordingPeer()
+    for peer in (a, b, c):
+        room.join(peer)
+    mine = encode_awareness_update([AwarenessEntry(9, 1, '{"name": "a"}')])
+    room.receive(a, parse_message(awareness_message(mine)))
+    spoof = [AwarenessEntry(9, 5, '{"name": "b"}'), AwarenessEntry(10, 1, '{"name": "b"}')]
+    room.receive(b, parse_message(awareness_message(encode_awareness_update(spoof))))
+    # Only b's own entry is relayed; a's stays as a set it.
+    assert c.of("awareness") == [mine, encode_awareness_update(spoof[1:])]
+    assert sorted(s["name"] for s in room.awareness.states()) == ["a", "b"]
+    echo = encode_awareness_update([AwarenessEntry(9, 1, '{"name": "a"}')])
+    room.receive(b, parse_message(awareness_message(echo)))  # an echo: dropped, b stays
+    assert len(c.of("awareness")) == 2
+    too_many = [AwarenessEntry(100 + n, 1, "{}") for n in range(8)]
+    with pytest.raises(BadRequest, match="at most 8"):
+        room.receive(b, parse_message(awareness_message(encode_awareness_update(too_many))))
+    assert len(room.awareness.states()) == 2  # refused whole
+    await room.close()
+
+
+async def test_another_socket_of_the_same_user_takes_over_a_client_id() -> None:
+    room = Room("r")
+    old, new, other = RecordingPeer(), RecordingPeer(), RecordingPeer()
+    room.join(old, "ann")
+    room.join(new, "ann")
+    room.join(other, "bob")
+    update = encode_awareness_update([AwarenessEntry(9, 1, '{"name": "ann"}')])
+    room.receive(old, parse_message(awareness_message(update)))
+    again = encode_awareness_update([AwarenessEntry(9, 2, '{"name": "ann again"}')])
+    room.receive(new, parse_message(awareness_message(again)))
+    room.receive(
+        other,
+        parse_message(awareness_message(encode_awareness_update([AwarenessEntry(9, 3, "null")]))),
+    )
+    room.leave(old)  # ann's old tab closes: the id is the new tab's now
+    assert [s["name"] for s in room.awareness.states()] == ["ann again"]
+    await room.close()
+
+
+async def test_echoes_of_a_departed_client_are_dropped() -> None:
+    room = Room("r")
+    a, b, c = RecordingPeer(), RecordingPeer(), RecordingPeer()
+    room.join(a, "ann")
+    room.join(b, "bob")
+    room.join(c, "cid")
+    update = encode_awareness_update([AwarenessEntry(9, 4, '{"name": "ann"}')])
+    room.receive(a, parse_message(awareness_message(update)))
+    room.leave(a)
+    relayed = len(c.of("awareness"))
+    # bob's client echoes the removal, and a late echo of ann's entry: both dropped.
+    for entry in (AwarenessEntry(9, 5, "null"), AwarenessEntry(9, 4, '{"name": "ann"}')):
+        room.receive(b, parse_message(awareness_message(encode_awareness_update([entry]))))
+    assert len(c.of("awareness")) == relayed and room.awareness.states() == []
+    # ann's tab, back on a new socket, shows itself again at once.
+    back = RecordingPeer()
+    room.join(back, "ann")
+    room.receive(back, parse_message(awareness_message(update)))
+    assert [s["name"] for s in room.awareness.states()] == ["ann"]
+    await room.close()
