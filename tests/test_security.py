@@ -364,3 +364,28 @@ async def test_global_presence_shows_only_paths_the_receiver_may_view(server) ->
     finally:
         for peer in peers.values():
             await peer.close()
+
+
+async def test_a_user_with_no_role_gets_nothing_from_any_route(as_user) -> None:
+    mallory = as_user("mallory")
+    refused_routes = [
+        ("POST", "/api/notifications", {"recipients": ["alice"], "message": "hi"}),
+        ("POST", "/api/kernels", {"name": "python3"}),
+        ("POST", "/api/terminals", {}),
+        ("GET", f"/api/contents/{SECRET}", None),
+        ("GET", "/api/contents/team", None),
+        ("GET", f"/files/{SECRET}", None),
+        ("PUT", "/lab/api/settings/@jupyterlab/apputils-extension:themes", {"raw": "{}"}),
+        ("GET", "/metrics", None),
+        ("POST", "/api/datastore/executions", {"path": SECRET, "cell_ids": ["s1"]}),
+        ("PUT", "/api/datastore/permissions/", {"users": {"mallory": "owner"}}),
+    ]
+    for method, url, body in refused_routes:
+        response = await mallory.request(method, url, json=body)
+        assert response.status_code == 403, (method, url, response.status_code, response.text)
+    # What she may use shows her nothing of others.
+    for url in ("/api/sessions", "/api/kernels", "/api/terminals", "/api/events"):
+        response = await mallory.get(url)
+        assert response.status_code == 200 and SECRET not in response.text, url
+    for url in ("/lab", "/api/me", "/api/kernelspecs", "/lab/api/workspaces/default"):
+        assert (await mallory.get(url)).status_code == 200, url
