@@ -7,8 +7,10 @@ class's own (authentication: jupyter_server sets `current_user`), then asks `rou
 what the user needs and checks it with the permissions, on real paths (`paths.py`). A
 refusal is a 403 (and an audit event); a path that leaves the root a 404.
 
-The same subclasses filter what lists show: a folder listing leaves out what the user may not
-open, the sessions list the sessions of notebooks the user may not view.
+The same subclasses filter what lists show (`_lists`): a folder listing leaves out what the
+user may not open, the sessions list the sessions of notebooks they may not view, the kernels
+list the kernels that serve only such notebooks, the terminals list is empty below runner
+on the root.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
-from ..errors import BadRequest, DatastoreError, Forbidden
+from ..errors import DatastoreError, Forbidden
 from .roles import Role
 from .routes import ALLOW, OURS, OWNER, ROUTES, Decision, Need, Resolver, class_name
 
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 _DECIDED = "_datastore_gate_decided"
 """Set on a handler once the gate let its request through."""
 _HIDDEN_KERNELS = "_datastore_hidden_kernels"
+_CONTENTS = "jupyter_server.services.contents.handlers.ContentsHandler"
+_SESSIONS = "jupyter_server.services.sessions.handlers.SessionRootHandler"
+_KERNELS = "jupyter_server.services.kernels.handlers.MainKernelHandler"
+_TERMINALS = "jupyter_server_terminals.api_handlers.TerminalRootHandler"
 
 
 class DatastoreResolver(Resolver):
@@ -117,11 +123,11 @@ class Gate:
                     if not need.hidden:
                         raise
                     raise Forbidden(f"{need.operation} needs the role {need.role.label}") from None
-            if class_name(cls).endswith("ContentsHandler") and handler.request.method == "PATCH":
+            if class_name(cls) == _CONTENTS and handler.request.method == "PATCH":
                 self._check_move(name, real)
         except DatastoreError as exc:
             raise web.HTTPError(exc.status, exc.detail) from None
-        if class_name(cls).endswith(".MainKernelHandler") and handler.request.method == "GET":
+        if class_name(cls) == _KERNELS and handler.request.method == "GET":
             setattr(handler, _HIDDEN_KERNELS, await self._hidden_kernels(handler))
         setattr(handler, _DECIDED, True)
 
@@ -147,7 +153,7 @@ class Gate:
 
     def filter_response(self, handler: Any, cls: type, chunk: Any) -> Any:
         """A list's JSON without what the user may not view (other answers as they are)."""
-        change = self._views.get(class_name(cls).rsplit(".", 1)[-1])
+        change = self._lists.get(class_name(cls))
         if change is None or handler.request.method != "GET" or not isinstance(chunk, str | bytes):
             return chunk
         try:
@@ -157,12 +163,13 @@ class Gate:
         return json.dumps(change(handler, model))
 
     @property
-    def _views(self) -> dict[str, Callable[[Any, Any], Any]]:
+    def _lists(self) -> dict[str, Callable[[Any, Any], Any]]:
+        """The lists shown per user, by handler class, and how each is filtered."""
         return {
-            "ContentsHandler": self._listing,
-            "SessionRootHandler": self._sessions,
-            "MainKernelHandler": self._kernels,
-            "TerminalRootHandler": self._terminals,
+            _CONTENTS: self._listing,
+            _SESSIONS: self._sessions,
+            _KERNELS: self._kernels,
+            _TERMINALS: self._terminals,
         }
 
     def _visible(self, handler: Any, path: Any) -> bool:
@@ -171,7 +178,7 @@ class Gate:
         user = getattr(handler.current_user, "username", None)
         try:
             real = self.datastore.paths.real(path)
-        except (BadRequest, DatastoreError):
+        except DatastoreError:
             return False
         return self.datastore.permissions.role(user, real) >= Role.VIEWER
 
