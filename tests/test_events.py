@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.parse
 from typing import Any
 
 import httpx
 import pytest
 import websockets
+from eventsapi import EventSocket
 from yclient import until
 
 SCHEMA_ID = "https://example.org/tests/build/v1"
@@ -49,47 +49,8 @@ class Events:
         body = {"schema_id": schema_id, "version": version, "data": data}
         return await self.http.post("/api/events", json=body)
 
-    async def subscribe(self, **query: Any) -> Subscriber:
-        params = {"token": self.server.token, **query}
-        url = (
-            self.server.url.replace("http", "ws", 1)
-            + "/api/events/subscribe?"
-            + urllib.parse.urlencode(params)
-        )
-        return Subscriber(await websockets.connect(url))
-
-
-class Subscriber:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.frames: list[Any] = []
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.ws:
-                self.frames.append(json.loads(message))
-        except websockets.ConnectionClosed:
-            pass
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        found = []
-        for frame in self.frames:
-            for item in frame if isinstance(frame, list) else [frame]:
-                if "__id__" in item:
-                    found.append(item)
-        return found
-
-    def of(self, schema_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["schema_id"] == schema_id]
-
-    async def send(self, message: Any) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await asyncio.gather(self._reader, return_exceptions=True)
+    async def subscribe(self, **query: Any) -> EventSocket:
+        return await EventSocket.connect(self.server.url, self.server.token, **query)
 
 
 @pytest.fixture

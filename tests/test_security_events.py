@@ -10,15 +10,13 @@ is about something that user may view.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import urllib.parse
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 from conftest import Server
+from eventsapi import EventSocket
 from execapi import ExecApi
 from notebooks import code_cell, notebook, write_notebook
 from roles import TOKENS, http
@@ -102,39 +100,9 @@ async def replay(client: httpx.AsyncClient, **query: Any) -> list[dict[str, Any]
     return list(response.json()["events"])
 
 
-class Live:
-    """One user's subscription socket, reading every frame as it comes."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.frames: list[Any] = []
-        self._reader = asyncio.ensure_future(self._read())
-
-    @classmethod
-    async def open(cls, server: Server, user: str, **query: Any) -> Live:
-        params = urllib.parse.urlencode({"token": TOKENS[user], **query})
-        url = server.url.replace("http", "ws", 1) + "/api/events/subscribe?" + params
-        return cls(await websockets.connect(url))
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.ws:
-                self.frames.append(json.loads(message))
-        except websockets.ConnectionClosed:
-            pass
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return [
-            item
-            for frame in self.frames
-            for item in (frame if isinstance(frame, list) else [frame])
-            if "__id__" in item
-        ]
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await asyncio.gather(self._reader, return_exceptions=True)
+async def subscribe_as(server: Server, user: str, **query: Any) -> EventSocket:
+    """One user's subscription socket."""
+    return await EventSocket.connect(server.url, TOKENS[user], **query)
 
 
 def leaks(events: list[dict[str, Any]], secrets: tuple[str, ...]) -> list[str]:
@@ -201,7 +169,7 @@ async def test_a_posted_event_names_who_posted_it(shared) -> None:
             e for e in await replay(carol, schema_id=TEAM_SCHEMA) if e["__id__"] == posted["__id__"]
         ]
     assert seen["__posted_by__"] == {"username": "bob"}
-    live = await Live.open(shared, "carol", since=posted["__id__"] - 1)
+    live = await subscribe_as(shared, "carol", since=posted["__id__"] - 1)
     try:
         await until(lambda: bool(live.events), what="the replayed event")
         assert live.events[0]["__posted_by__"] == {"username": "bob"}
@@ -258,10 +226,10 @@ async def test_events_of_a_private_notebook_reach_only_who_may_view_it(shared) -
     write_notebook(shared.root / "private" / "secret.ipynb", notebook(cell))
     write_notebook(shared.root / "public.ipynb", notebook(code_cell("1 + 1", "one")))
     watchers = {
-        "carol": await Live.open(shared, "carol"),
-        "carol batched": await Live.open(shared, "carol", batch="0.05"),
-        "bob": await Live.open(shared, "bob"),
-        "alice": await Live.open(shared, "alice"),
+        "carol": await subscribe_as(shared, "carol"),
+        "carol batched": await subscribe_as(shared, "carol", batch="0.05"),
+        "bob": await subscribe_as(shared, "bob"),
+        "alice": await subscribe_as(shared, "alice"),
     }
     alice_exec = ExecApi(shared.url, TOKENS["alice"])
     try:
@@ -315,7 +283,7 @@ async def test_events_of_a_private_notebook_reach_only_who_may_view_it(shared) -
                 assert leaks(await replay(client), secrets) == [], user
                 audit = await replay(client, schema_id=PERMISSION)
                 assert audit == [], user
-                resumed = await Live.open(shared, user, since=1)  # 0: live only
+                resumed = await subscribe_as(shared, user, since=1)  # 0: live only
                 try:
                     await until(
                         lambda resumed=resumed: marker_id in [e["__id__"] for e in resumed.events],
