@@ -8,6 +8,7 @@ it gets a 500 naming the reason instead of a half-working server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -95,77 +96,106 @@ class Datastore:
         self.limits = settings.limits
         self._started = asyncio.Event()
         self._failure: BaseException | None = None
+        self._stack = contextlib.AsyncExitStack()
+        """The stops of the services started so far, run in reverse by `stop()`."""
 
     async def start(
         self, file_id_manager: Any, services: JupyterServices, event_logger: Any
     ) -> None:
+        """Start every service, each after those it uses; each one's stop is pushed on a
+        stack as it starts, so `stop()` (or a start that fails half way) stops exactly what
+        was started, in the reverse order."""
+        stack = self._stack
         try:
-            await self.store.start()
-            self.events = EventBus(event_logger, self.store, keep=self.settings.events_kept)
-            await self.events.start()
-            self.ids = FileIds(file_id_manager)
-            s = self.settings
-            self.permissions = Permissions(
-                self.store,
-                default_role=s.default_role,
-                owners=s.owners,
-                groups_of=lambda user: user_groups(services.identity, user),
-                emit=self.events.emit,
-            )
-            await self.permissions.start()
-            self.live = LiveChecks(services.identity, lambda: self.permissions.version)
-            self.live.start()
-            emit = self.events.emit  # the layers' events go out through the bus
-            self.documents = Documents(
-                io=self.io,
-                store=self.store,
-                ids=self.ids,
-                save=s.save,
-                watch=s.watch,
-                room=s.room,
-                retention=s.retention,
-                compact_interval=s.compact_interval,
-                emit=emit,
-            )
-            self.rooms = RoomManager(self._open_room, idle_timeout=s.room_idle_timeout, emit=emit)
-            self.forks = Forks(self.store, self.rooms, s.room, emit=emit)
-            await self.forks.start()
-            self.documents.start()
-            self.executor = Executor(
-                rooms=self.rooms,
-                ids=self.ids,
-                io=self.io,
-                store=self.store,
-                kernels=services.kernels,
-                sessions=services.sessions,
-                policy=s.execution,
-                emit=emit,
-                authorize=self.permissions.require,
-            )
-            await self.executor.start()
-            self.notifications = Notifications(self.events, self.store, s.notifications)
-            await self.notifications.start()
-            self.kernel_watcher = KernelWatcher(
-                self.events, services.kernels, ready_timeout=s.execution.kernel_ready_timeout
-            )
-            await self.kernel_watcher.start()
-            self.state = ServerState(
-                services=services,
-                bus=self.events,
-                rooms=self.rooms,
-                sessions_of_documents=self.documents.sessions,
-                executor=self.executor,
-                watcher=self.kernel_watcher,
-                policy=s.state,
-                room_settings=s.room,
-            )
-            await self.state.start()
-            self.views = self._event_views()
+            await self._start(stack, file_id_manager, services, event_logger)
         except BaseException as exc:
             self._failure = exc
+            try:
+                await stack.aclose()  # undo what started
+            except Exception as undo:
+                log.warning("undoing the failed start failed too: %r", undo)
             raise
         finally:
             self._started.set()
+
+    async def _start(
+        self,
+        stack: contextlib.AsyncExitStack,
+        file_id_manager: Any,
+        services: JupyterServices,
+        event_logger: Any,
+    ) -> None:
+        s = self.settings
+        stack.push_async_callback(self.store.close)  # also what a failed start opened
+        await self.store.start()
+        self.events = EventBus(event_logger, self.store, keep=s.events_kept)
+        await self.events.start()
+        stack.push_async_callback(self.events.stop)
+        emit = self.events.emit  # the layers' events go out through the bus
+        self.ids = FileIds(file_id_manager)
+        self.permissions = Permissions(
+            self.store,
+            default_role=s.default_role,
+            owners=s.owners,
+            groups_of=lambda user: user_groups(services.identity, user),
+            emit=emit,
+        )
+        await self.permissions.start()
+        stack.callback(self.permissions.audit.flush)  # counted refusals, stored at the end
+        self.live = LiveChecks(services.identity, lambda: self.permissions.version)
+        self.live.start()
+        stack.push_async_callback(self.live.stop)
+        self.documents = Documents(
+            io=self.io,
+            store=self.store,
+            ids=self.ids,
+            save=s.save,
+            watch=s.watch,
+            room=s.room,
+            retention=s.retention,
+            compact_interval=s.compact_interval,
+            emit=emit,
+        )
+        self.rooms = RoomManager(self._open_room, idle_timeout=s.room_idle_timeout, emit=emit)
+        self.forks = Forks(self.store, self.rooms, s.room, emit=emit)
+        await self.forks.start()
+        self.documents.start()
+        stack.push_async_callback(self.documents.stop)
+        stack.push_async_callback(self.rooms.stop)  # first: closing rooms saves documents
+        self.executor = Executor(
+            rooms=self.rooms,
+            ids=self.ids,
+            io=self.io,
+            store=self.store,
+            kernels=services.kernels,
+            sessions=services.sessions,
+            policy=s.execution,
+            emit=emit,
+            authorize=self.permissions.require,
+        )
+        await self.executor.start()
+        stack.push_async_callback(self.executor.stop)
+        self.notifications = Notifications(self.events, self.store, s.notifications)
+        await self.notifications.start()
+        stack.push_async_callback(self.notifications.stop)
+        self.kernel_watcher = KernelWatcher(
+            self.events, services.kernels, ready_timeout=s.execution.kernel_ready_timeout
+        )
+        await self.kernel_watcher.start()
+        stack.push_async_callback(self.kernel_watcher.stop)
+        self.state = ServerState(
+            services=services,
+            bus=self.events,
+            rooms=self.rooms,
+            sessions_of_documents=self.documents.sessions,
+            executor=self.executor,
+            watcher=self.kernel_watcher,
+            policy=s.state,
+            room_settings=s.room,
+        )
+        await self.state.start()
+        stack.push_async_callback(self.state.stop)
+        self.views = self._event_views()
 
     def _event_views(self) -> EventViews:
         """Who sees which event: in-memory lookups of files, rooms, forks and sessions."""
@@ -220,14 +250,6 @@ class Datastore:
         return self
 
     async def stop(self) -> None:
-        if self._started.is_set() and self._failure is None:
-            self.permissions.audit.flush()  # stored while the rest stops
-            await self.live.stop()
-            await self.state.stop()
-            await self.kernel_watcher.stop()
-            await self.executor.stop()
-            await self.rooms.stop()
-            await self.notifications.stop()
-            await self.events.stop()
-            await self.documents.stop()
-            await self.store.close()
+        """Stop what started, in the reverse order (nothing when the start failed: it
+        undid itself)."""
+        await self._stack.aclose()
