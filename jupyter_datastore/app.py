@@ -18,6 +18,7 @@ from .auth.authorizer import RoleAuthorizer
 from .auth.gate import Gate
 from .datastore import Datastore, Settings, TransportLimits
 from .documents import SavePolicy, WatchPolicy
+from .documents.fileids import RootFileIdManager, adopt_user_database, root_database
 from .execution.kernel import ExecutionPolicy
 from .handlers import handlers
 from .notifications import NotificationPolicy
@@ -202,6 +203,30 @@ class DatastoreApp(ExtensionApp):
         # jupyter-docprovider reads this option as the string "true".
         page_config["serverSideExecution"] = "true" if self.server_side_execution else "false"
         self.handlers.extend(handlers)
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        self._file_ids_beside_the_store(serverapp)
+
+    def _file_ids_beside_the_store(self, serverapp: Any) -> None:
+        """Keep file ids under the root, beside the store, with root-relative paths, unless
+        a file id database is configured (see documents/fileids.py); a server that used
+        jupyter_server_fileid's per-user default before gets this root's ids from it."""
+        config = serverapp.config
+        for name in ("BaseFileIdManager", "LocalFileIdManager", "ArbitraryFileIdManager"):
+            if name in config and "db_path" in config[name]:
+                return
+        if "FileIdExtension" in config and "file_id_manager_class" in config.FileIdExtension:
+            return
+        from jupyter_server_fileid.manager import default_db_path
+
+        target = root_database(serverapp.root_dir)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        copied = adopt_user_database(default_db_path, target, serverapp.root_dir)
+        if copied:
+            self.log.info("%d file ids of this root taken from %s", copied, default_db_path)
+        config.FileIdExtension.file_id_manager_class = RootFileIdManager
+        config.BaseFileIdManager.db_path = target
 
     def _store_url(self) -> str:
         if self.store_url:

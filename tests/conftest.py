@@ -58,6 +58,8 @@ class Server:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.home / "server.log"
+        self.fileid_args = [f"--BaseFileIdManager.db_path={self.home / 'fileid.db'}"]
+        """Where the file id database is (none: the server's default, under the root)."""
 
     @property
     def url(self) -> str:
@@ -78,7 +80,7 @@ class Server:
         command = [
             sys.executable, "-m", "jupyter_datastore.cli", "serve",
             f"--root={self.root}", "--ip=127.0.0.1", f"--port={self.port}", f"--token={TOKEN}",
-            f"--BaseFileIdManager.db_path={self.home / 'fileid.db'}",
+            *self.fileid_args,
             "--ServerApp.port_retries=0",
             *self.args,
         ]  # fmt: skip
