@@ -293,3 +293,17 @@ async def test_removing_a_user_closes_their_open_room_at_once(
         await gina.close()
         for stream in streams:
             await stream.close()
+
+
+def test_failed_logins_are_slowed_per_name_and_address(server: Server, users_file: Path) -> None:
+    users = load_users_file(users_file)
+    save_users_file(users_file, {**users, "ivy": {"password": passwd("ivy-pw")}})
+    with client(server) as http:
+        for _ in range(5):
+            assert log_in(http, "ivy", "guess").status_code == 401
+        refused = log_in(http, "ivy", "ivy-pw")  # even the right password, for now
+        assert refused.status_code == 429, refused.text
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert login_cookie(http) is None
+    with client(server) as http:  # another name from the same address is not slowed
+        assert log_in(http, "alice", "alice-pw").status_code == 302

@@ -50,10 +50,12 @@ Behind JupyterHub or any other identity provider, the permissions ask
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import json
+import math
 import os
 import tempfile
 import time
@@ -62,10 +64,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.auth.login import LoginFormHandler
 from jupyter_server.auth.security import passwd, passwd_check
 from traitlets import Dict, Unicode, default, observe
+
+from .logins import LoginAttempts
 
 __all__ = [
     "UserEntry",
@@ -435,8 +440,36 @@ class UsersIdentityProvider(IdentityProvider):  # type: ignore[misc]
 
 
 class UsersLoginHandler(LoginFormHandler):  # type: ignore[misc]
-    """jupyter_server's login page with a user name field; its POST is jupyter_server's
-    (xsrf check, `process_login_form`, login cookie, safe redirect)."""
+    """jupyter_server's login page with a user name field. Its POST is jupyter_server's
+    (xsrf check, `process_login_form`, login cookie, safe redirect), with the password
+    check in a thread (argon2 takes tens of milliseconds: never on the event loop) and
+    failed logins counted per user name and address (`logins.py`: 429 past the limit)."""
+
+    attempts = LoginAttempts()
+    """One count for the server (a class attribute: a handler lives for one request)."""
+
+    @allow_unauthenticated
+    async def post(self) -> None:
+        name = self.get_argument("username", default="").strip()
+        address = str(self.request.remote_ip)
+        wait = self.attempts.retry_after(name, address)
+        if wait > 0:
+            self.log.warning("Refused a login as %r from %s: too many failures", name, address)
+            self.set_status(429)
+            self.set_header("Retry-After", str(math.ceil(wait)))
+            self._render(message={"error": "Too many failed logins: try again later"})  # type: ignore[no-untyped-call]
+            return
+        user = await asyncio.to_thread(self.identity_provider.process_login_form, self)
+        if user is None:
+            self.attempts.failed(name, address)
+            self.set_status(401)
+            self._render(message={"error": "Invalid credentials"})  # type: ignore[no-untyped-call]
+            return
+        self.attempts.succeeded(name, address)
+        self.current_user = user
+        self.log.info("User %s logged in.", user.username)
+        self.identity_provider.set_login_cookie(self, user)
+        self._redirect_safe(self.get_argument("next", default=self.base_url))  # type: ignore[no-untyped-call]
 
     def get_template(self, name: str) -> Any:
         env = self.settings["jinja2_env"]
