@@ -6,7 +6,7 @@
     ├── Forbidden           401, 403, close 1008: no token, a wrong one, or not allowed
     ├── NotFound            404, close 4404: no such file, room or execution
     ├── Conflict            409, close 4409: the request contradicts the current state
-    ├── ServerError         5xx, close 4500: the server failed (see its log)
+    ├── ServerError         5xx, close 4500, 4503: the server failed or its store is down
     ├── EditsDiscarded      the server lost its store: local edits it never got were dropped
     └── ExecutionFailed     a cell did not end `ok` (`Notebook.execute(check=True)`)
 
@@ -106,6 +106,7 @@ _BY_CLOSE_CODE: dict[int, type[ClientError]] = {
     4404: NotFound,
     4409: Conflict,
     4500: ServerError,
+    4503: ServerError,  # the store is unavailable now: worth retrying
 }
 
 

@@ -45,9 +45,9 @@ from ..protocol.messages import (
     save_request,
     sync_step1,
     sync_step2,
-    sync_update,
 )
 from .errors import ClientError, ConnectionLost, EditsDiscarded, error_from_close, retriable
+from .outbox import Outbox
 
 __all__ = ["Backoff", "Endpoint", "Room"]
 
@@ -59,7 +59,9 @@ Opener = Callable[[], Awaitable[Endpoint]]
 Dialer = Callable[[Endpoint], Awaitable[ClientConnection]]
 
 EMPTY_UPDATE = b"\x00\x00"
-_RETRY_CODES = {1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014}
+_RETRY_CODES = {1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014, 4503}
+"""Close codes after which the client connects again: the server going away or restarting,
+a slow reader dropped (1013), and the server's store unavailable for now (4503)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Room:
         self.on_remote_change: list[Callable[[], None]] = []
         self._opener, self._dialer, self._backoff = opener, dialer, backoff
         self._endpoint: Endpoint | None = None
-        self._outbox: asyncio.Queue[bytes] | None = None
+        self._outbox: Outbox | None = None
         self._synced = self._synced_once = False
         self._error: ClientError | None = None
         self._closed = False
@@ -152,7 +154,7 @@ class Room:
         """Ask for an acknowledgement of every edit made so far (see the module)."""
         assert self._outbox is not None
         self._barriers.append((self._edits, future))
-        self._outbox.put_nowait(sync_step1(self.doc.get_state()))
+        self._outbox.put(sync_step1(self.doc.get_state()))
         if future is None:
             self._acking = True
 
@@ -185,7 +187,7 @@ class Room:
         assert self._outbox is not None
         request_id = next(self._save_ids)
         reply = self._saves[request_id] = asyncio.get_running_loop().create_future()
-        self._outbox.put_nowait(save_request(request_id))
+        self._outbox.put(save_request(request_id))
         try:
             return str(await reply)
         finally:
@@ -238,9 +240,9 @@ class Room:
     async def _serve(self, ws: ClientConnection) -> tuple[int, str]:
         """Sync over one connection until it closes; its close code and reason."""
         self._synced_once = False
-        outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        outbox = Outbox()
         self._outbox = outbox
-        outbox.put_nowait(sync_step1(self.doc.get_state()))
+        outbox.put(sync_step1(self.doc.get_state()))
         sender = asyncio.create_task(self._send(ws, outbox))
         try:
             async for data in ws:
@@ -257,12 +259,12 @@ class Room:
         return ws.close_code or 1006, ws.close_reason or ""
 
     @staticmethod
-    async def _send(ws: ClientConnection, outbox: asyncio.Queue[bytes]) -> None:
+    async def _send(ws: ClientConnection, outbox: Outbox) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await ws.send(await outbox.get())
 
-    def _receive(self, data: bytes, outbox: asyncio.Queue[bytes]) -> None:
+    def _receive(self, data: bytes, outbox: Outbox) -> None:
         if data[:1] == bytes([MessageType.RAW]):
             return self._receive_raw(data)
         try:
@@ -272,7 +274,7 @@ class Room:
             return
         if isinstance(message, SyncStep1):
             # What the server lacks: edits made here while we were disconnected.
-            outbox.put_nowait(sync_step2(self.doc.get_update(message.state_vector)))
+            outbox.put(sync_step2(self.doc.get_update(message.state_vector)))
         elif isinstance(message, SyncStep2 | SyncUpdate):
             self._apply(message.update)
             if isinstance(message, SyncStep2):
@@ -324,7 +326,7 @@ class Room:
             return
         self._edits += 1
         if self._outbox is not None:  # else sent by the next connection's sync
-            self._outbox.put_nowait(sync_update(event.update))
+            self._outbox.put_update(event.update)
             if self._synced and not self._acking:
                 # After this transaction: the doc cannot be read inside its callback.
                 self._acking = True
