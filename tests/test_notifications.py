@@ -182,7 +182,7 @@ async def test_the_feed_pushes_each_user_their_own_and_resumes(alice, bob) -> No
         missed = [(await frame(alice_ws))["notification"]["message"] for _ in range(2)]
         assert missed == ["missed 1", "missed 2"]
         assert await frame(alice_ws) == {
-            "type": "resumed",
+            "__control__": "resumed",
             "since": first["created_at"],
             "count": 2,
         }
@@ -199,9 +199,9 @@ async def test_the_feed_pushes_each_user_their_own_and_resumes(alice, bob) -> No
         assert messages == ["missed 1", "missed 2", "live 2"]
         assert (await frame(alice_ws))["count"] == 3
         await alice_ws.send(json.dumps({"since": first["created_at"]}))
-        assert (await frame(alice_ws))["type"] == "error"
+        assert (await frame(alice_ws))["__control__"] == "error"
         await alice_ws.send("not json")
-        assert (await frame(alice_ws))["type"] == "error"
+        assert (await frame(alice_ws))["__control__"] == "error"
     finally:
         await alice_ws.close()
 

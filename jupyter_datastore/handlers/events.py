@@ -31,27 +31,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
-from tornado import web, websocket
+from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..auth import Role
 from ..auth.live import Watched
-from ..datastore import Datastore
 from ..errors import BadRequest, DatastoreError, close_reason
 from ..events.bus import EventBus, EventFilter, Subscription, Visible, event_json
 from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
 from .base import DatastoreHandler, authorized_to, read_json
+from .query import number, whole_number
 from .websocket import WebSocket, handshake_response, keep_alive
 
 __all__ = [
     "EventSchemasHandler",
-    "EventSocket",
     "EventsHandler",
     "SubscribeHandler",
     "authorize_event_socket",
@@ -65,35 +64,15 @@ MAX_EVENT_ID = 2**63 - 1  # the store's integer ids (SQLite INTEGER)
 
 
 def parse_since(raw: Any) -> int:
-    try:
-        since = int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f'"since" must be an event id (an integer), not {raw!r}') from None
-    if since < 0:
-        raise BadRequest('"since" must not be negative')
-    if since > MAX_EVENT_ID:
-        raise BadRequest(f'"since" must be at most {MAX_EVENT_ID} (the largest event id)')
-    return since
+    return whole_number(raw, "since", 0, MAX_EVENT_ID)
 
 
 def parse_limit(raw: str) -> int:
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest(f'"limit" must be an integer, not {raw!r}') from None
-    if not 0 < limit <= MAX_REPLAY:
-        raise BadRequest(f'"limit" must be between 1 and {MAX_REPLAY}')
-    return limit
+    return whole_number(raw, "limit", 1, MAX_REPLAY)
 
 
 def parse_batch(raw: Any) -> float:
-    try:
-        interval = float(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f'"batch" must be a number of seconds, not {raw!r}') from None
-    if not 0 <= interval <= MAX_BATCH_INTERVAL:
-        raise BadRequest(f'"batch" must be between 0 and {MAX_BATCH_INTERVAL} seconds')
-    return interval
+    return number(raw, "batch", 0, MAX_BATCH_INTERVAL)
 
 
 def parse_filter_json(raw: str | None) -> Any:
@@ -172,35 +151,6 @@ async def authorize_event_socket(handler: JupyterHandler) -> None:
     )
     if not allowed:
         raise web.HTTPError(403)
-
-
-class EventSocket(JupyterHandler, websocket.WebSocketHandler):
-    """A Tornado WebSocket of the event bus (the notification feed): authorised as
-    jupyter_server's event socket; a bad query is an HTTP error before the upgrade."""
-
-    auth_resource = "events"
-    websocket = True
-
-    @property
-    def datastore(self) -> Datastore:
-        return cast(Datastore, self.settings["datastore"])
-
-    def parse_query(self) -> None:
-        """Read the query into attributes; raise `DatastoreError` when it is bad."""
-
-    @ws_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        await authorize_event_socket(self)
-        try:
-            await self.datastore.ready()
-            self.parse_query()
-        except DatastoreError as exc:
-            self.set_status(exc.status)
-            self.finish(json.dumps(exc.body()))
-            return
-        result = super().get(*args, **kwargs)
-        if result is not None:
-            await result
 
 
 class Subscriber:

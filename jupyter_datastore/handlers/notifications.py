@@ -15,33 +15,33 @@ this server (another host, `//host`, `javascript:`) is refused with 400. The res
 `events` (GET reads, PATCH and DELETE write, the feed needs `execute` as jupyter_server's
 event socket does).
 
-The feed sends text frames `{"type": "notification", "notification": {...}}` as rows are
-created. To resume, give `?since=<ISO time>` (the `created_at` of the last row received)
-or send `{"since": "<ISO time>"}` as the first message: the rows created after it come
-first, then `{"type": "resumed", "since", "count"}`, then live ones, none twice. A bad or
-late message is answered `{"type": "error", "detail"}`. A client more than 1000 rows behind
-(on resume, or not reading) is closed with 1013 and a JSON reason; it resumes with `since`,
-or lists with GET. The server stopping closes feeds with 1001.
+The feed (`feed.py`) sends `{"type": "notification", "notification": {...}}` as rows are
+created; `?since=<ISO time>` (the `created_at` of the last row received), or
+`{"since": ...}` as the first message, sends the rows created after it first, then
+`{"__control__": "resumed", "since", "count"}`. A bad or late message is answered
+`{"__control__": "error", "detail"}`. A client more than 1000 rows behind (on resume, or not
+reading) is closed with 1013 and a JSON reason; it resumes with `since`, or lists with GET.
+The server stopping closes feeds with 1001.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
-from tornado import web, websocket
-from tornado.iostream import StreamClosedError
+from tornado import web
 
 from ..auth import Role
 from ..auth.live import Watched
-from ..errors import BadRequest, DatastoreError, close_reason
-from ..notifications import Feed, parse_time
-from .base import DatastoreHandler, authorized_to, read_json, user_name_of
-from .events import EventSocket
+from ..errors import BadRequest
+from ..notifications import parse_time
+from .base import DatastoreHandler, authorized_to, user_name_of
+from .events import MAX_CONTROL_MESSAGE, authorize_event_socket
+from .feed import FeedReader
+from .query import flag, whole_number
+from .websocket import WebSocket, handshake_response, keep_alive
 
 __all__ = [
     "NotificationFeedHandler",
@@ -51,23 +51,7 @@ __all__ = [
 ]
 
 MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
-
-
-def parse_flag(raw: str, name: str) -> bool:
-    if raw in ("true", "false"):
-        return raw == "true"
-    raise BadRequest(f'"{name}" must be true or false, not {raw!r}')
-
-
-def parse_limit(raw: str) -> int:
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest(f'"limit" must be an integer, not {raw!r}') from None
-    if not 0 < limit <= MAX_LIMIT:
-        raise BadRequest(f'"limit" must be between 1 and {MAX_LIMIT}')
-    return limit
+DEFAULT_LIMIT = "100"
 
 
 def user_name(handler: JupyterHandler) -> str:
@@ -89,10 +73,12 @@ class NotificationsHandler(DatastoreHandler):
         until = self.get_query_argument("until", None)
         rows = await self.datastore.notifications.find(
             user_name(self),
-            unread=None if unread is None else parse_flag(unread, "unread"),
+            unread=None if unread is None else flag(unread, "unread"),
             since=None if since is None else parse_time(since, "since"),
             until=None if until is None else parse_time(until, "until"),
-            limit=parse_limit(self.get_query_argument("limit", str(DEFAULT_LIMIT))),
+            limit=whole_number(
+                self.get_query_argument("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT
+            ),
         )
         self.finish(json.dumps({"notifications": rows}))
 
@@ -134,100 +120,41 @@ class NotificationHandler(DatastoreHandler):
         self.finish()
 
 
-class NotificationFeedHandler(EventSocket):
-    """The caller's notification feed (see the module docstring)."""
+class NotificationFeedHandler(DatastoreHandler):
+    """The caller's notification feed (see `feed.py`)."""
 
-    def initialize(self) -> None:
-        self.recipient = ""
-        self.feed: Feed | None = None
-        self._since: str | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()  # one writer at a time: live rows wait during a resume
-        self._sent: set[str] = set()  # ids a resume must not send again
-        self._tracking = True  # live ids are remembered until the first message
-        self._messages = 0
-        self.watched: Watched | None = None
+    auth_resource = "events"
+    websocket = True
+    """Not a REST endpoint (the OpenAPI document leaves it out)."""
 
-    def parse_query(self) -> None:
-        self.recipient = user_name(self)
+    @ws_authenticated
+    async def get(self) -> None:
+        await authorize_event_socket(self)
+        recipient = user_name(self)
         since = self.get_query_argument("since", None)
-        self._since = None if since is None else parse_time(since, "since")
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        # At once, before anything awaits: no row created after the handshake is missed.
-        self.feed = self.datastore.notifications.open_feed(self.recipient)
-        self.watched = self.datastore.live.add(  # its login is checked again while open
-            Watched(self.recipient, self, lambda exc: self.close(exc.close_code, exc.reason()))
+        since = None if since is None else parse_time(since, "since")
+        response = handshake_response(self.request.headers)  # bad query, bad handshake: HTTP
+        datastore = self.datastore
+        reader = FeedReader(datastore.notifications, recipient, since)
+        watched = Watched(  # its login is checked again while it is open
+            recipient, self, lambda exc: socket.close(exc.close_code, exc.reason())
         )
-        if self._since is not None:
-            self._tracking = False  # resumed already: a later message cannot resume again
-        self._sender = asyncio.ensure_future(self._send(self.feed, self._since))
 
-    async def _send(self, feed: Feed, since: str | None) -> None:
-        with contextlib.suppress(websocket.WebSocketClosedError, StreamClosedError):
-            if since is not None and not await self._resume(since):
-                return
-            while rows := await feed.next():
-                async with self._lock:
-                    for row in rows:
-                        await self._write_row(row)
-            if feed.closed == "overflow":
-                self._close(1013, "slow_subscriber", "resume with ?since=")
-            elif feed.closed == "stopped":
-                self._close(1001, "stopped", "the server is stopping")
+        def closed() -> None:
+            datastore.live.discard(watched)
+            reader.on_closed()
 
-    async def _write_row(self, row: dict[str, Any]) -> None:
-        if row["id"] in self._sent:
-            return
-        await self.write_message(json.dumps({"type": "notification", "notification": row}))
-        if self._tracking and len(self._sent) < self.datastore.notifications.policy.feed_limit:
-            self._sent.add(row["id"])
-
-    async def _resume(self, since: str) -> bool:
-        """Send the rows created after `since`; False if there were too many (closed)."""
-        service = self.datastore.notifications
-        async with self._lock:
-            rows = await service.after(self.recipient, since, service.policy.feed_limit)
-            if rows is None:
-                self._close(1013, "too_far_behind", "list with GET /api/notifications?since=")
-                return False
-            for row in rows:
-                await self._write_row(row)
-                self._sent.add(row["id"])
-            resumed = {"type": "resumed", "since": since, "count": len(rows)}
-            await self.write_message(json.dumps(resumed))
-        return True
-
-    def _close(self, code: int, error: str, detail: str) -> None:
-        self.close(code, close_reason({"error": error, "detail": detail}))
-
-    async def on_message(self, message: str | bytes) -> None:
-        self._messages += 1
-        first = self._messages == 1 and self._since is None
-        try:
-            request = read_json(message, "the message")
-            if not isinstance(request, dict) or set(request) != {"since"}:
-                raise BadRequest('a message must be {"since": "<ISO time>"}')
-            if not first:
-                raise BadRequest("a feed resumes once: with ?since= or the first message")
-            since = parse_time(request["since"], "since")
-        except (ValueError, DatastoreError) as exc:
-            detail = exc.detail if isinstance(exc, DatastoreError) else f"not JSON: {exc}"
-            with contextlib.suppress(websocket.WebSocketClosedError, StreamClosedError):
-                await self.write_message(json.dumps({"type": "error", "detail": detail}))
-        else:
-            with contextlib.suppress(websocket.WebSocketClosedError, StreamClosedError):
-                await self._resume(since)
-        finally:
-            self._tracking = False  # no later message resumes: live ids need not be kept
-
-    def on_close(self) -> None:
-        if self.watched is not None:
-            self.datastore.live.discard(self.watched)
-        if self.feed is not None:
-            self.datastore.notifications.close_feed(self.feed)
-        if self._sender is not None:
-            self._sender.cancel()
+        socket = WebSocket(
+            self.detach(),
+            on_message=reader.on_message,
+            on_closed=closed,
+            max_message_size=MAX_CONTROL_MESSAGE,
+            send_limit=datastore.limits.peer_send_limit,
+            keep_alive=keep_alive(self.settings),
+            name="notifications",
+        )
+        datastore.live.add(watched)
+        await reader.run(socket, response)
 
 
 notification_handlers: list[tuple[str, Any]] = [
