@@ -285,14 +285,15 @@ def store_command(argv: list[str]) -> int:
 async def _store_action(url: str, options: argparse.Namespace) -> int:
     import json
 
+    from . import maintenance
     from .progress import Bar
-    from .store import maintenance
+    from .store import maintenance as store_maintenance
     from .store.base import Retention
 
     store = await _open(url)
     try:
         if options.action == "stats":
-            figures = await maintenance.stats(store)
+            figures = await store_maintenance.stats(store)
             print(json.dumps(figures, indent=2) if options.json else _stats_text(figures))
             return 0
         bar = Bar(len(await store.documents()), sys.stderr)
@@ -308,7 +309,7 @@ async def _store_action(url: str, options: argparse.Namespace) -> int:
                     defaults.step if options.step is None else options.step,
                 )
                 before = await store.size_on_disk()
-                done = await maintenance.compact_all(store, retention, step)
+                done = await store_maintenance.compact_all(store, retention, step)
                 bar.close()
                 await store.close()  # SQLite's write-ahead log still holds the compaction
                 reopened = await _open(url)
@@ -329,7 +330,7 @@ async def _store_action(url: str, options: argparse.Namespace) -> int:
                 return 1 if problems else 0
             folder = Path(options.path)
             root = os.path.abspath(options.root or os.curdir)
-            paths = maintenance.file_paths(options.fileid_db or _default_fileid_db(), root)
+            paths = maintenance.file_paths(options.fileid_db or _default_fileid_db(root), root)
             written = await maintenance.export(store, folder, paths, force=options.force, step=step)
             bar.close()
             print(f"{len(written)} documents written into {folder}")
@@ -340,10 +341,15 @@ async def _store_action(url: str, options: argparse.Namespace) -> int:
         await store.close()
 
 
-def _default_fileid_db() -> str:
+def _default_fileid_db(root: str) -> str:
+    """The root's own file id database (the server's default), else jupyter_server_fileid's
+    per-user one."""
     from jupyter_core.paths import jupyter_data_dir
 
-    return os.path.join(jupyter_data_dir(), "file_id_manager.db")
+    from .documents.fileids import root_database
+
+    own = root_database(root)
+    return own if os.path.exists(own) else os.path.join(jupyter_data_dir(), "file_id_manager.db")
 
 
 def _size(size: int | None) -> str:

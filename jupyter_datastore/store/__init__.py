@@ -1,4 +1,10 @@
-"""Durable storage of document update logs. `open_store` picks the backend from a URL."""
+"""Durable storage of document update logs. `open_store` picks the backend from a URL.
+
+`base.py` says what a store keeps and the interface; `compaction.py` which rows merge;
+`schema.py` the tables, the dialects and the schema versions; `sql.py` every operation,
+written once in SQL; `sqlite.py` and `postgres.py` what only each backend has;
+`maintenance.py` stats, compaction and checks of a whole store, from outside a server.
+"""
 
 from __future__ import annotations
 

@@ -1,31 +1,29 @@
-"""Looking after a store from outside a server: stats, compaction, checks and export.
+"""Looking after a store from outside a server: stats, compaction and checks of its rows.
 
 Everything goes through the `Store` interface, so it works on every backend, and on a
 SQLite store that a server is using at the same time (each step is its own short
-transaction, as the server's are). `jupyter-datastore store ...` (cli.py) drives these.
+transaction, as the server's are). The store knows no kinds of document: the checks of a
+document's content and the export into files are `jupyter_datastore.maintenance`'s, and
+`jupyter-datastore store ...` (cli.py) drives both.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pycrdt import Doc
 
 from ..errors import DatastoreError
 from .base import Retention, Store, StoredDocument
 
-if TYPE_CHECKING:
-    from ..documents.kinds import DocumentKind
-
-__all__ = ["Problem", "compact_all", "export", "file_paths", "stats", "verify"]
+__all__ = ["Check", "Problem", "Step", "check_rows", "compact_all", "stats", "verify"]
 
 Step = Callable[[str, str], None]
 """Called after each document: its name, and how it went in a few words."""
+Check = Callable[[str, "Doc[Any]"], list[str]]
+"""What is wrong with a document (its name, its content), beyond its rows."""
 
 
 @dataclass(frozen=True)
@@ -83,24 +81,9 @@ async def compact_all(store: Store, retention: Retention, step: Step) -> Compact
     return result
 
 
-def kind_of_room(name: str) -> DocumentKind | None:
-    """The kind of a document room `format:type:fileId`; None for forks and others.
-
-    Imported here: the document kinds bring nbformat and jupyter_server's contents (3 s of
-    imports), which `stats` and `compact` do not need."""
-    from ..documents.kinds import kind_of
-
-    parts = name.split(":", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        return kind_of(parts[0], parts[1])
-    except DatastoreError:
-        return None
-
-
-def _check_document(name: str, stored: StoredDocument) -> list[str]:
-    """What is wrong with one document's rows, in plain words."""
+def check_rows(stored: StoredDocument) -> tuple[list[str], Doc[Any] | None]:
+    """What is wrong with one document's rows, in plain words, and the document they make
+    (None when an update does not apply)."""
     wrong: list[str] = []
     seqs = [seq for seq, _ in stored.updates]
     if seqs and seqs[0] < 1:
@@ -119,77 +102,22 @@ def _check_document(name: str, stored: StoredDocument) -> list[str]:
             raise
         except BaseException as exc:  # pyo3 panics are BaseException
             wrong.append(f"update {seq} is not a valid Yjs update ({exc})")
-            return wrong
-    kind = kind_of_room(name)
-    if kind is not None:
-        try:
-            kind.read(doc)
-        except Exception as exc:
-            wrong.append(f"the document does not read as a {kind.format}:{kind.type}: {exc}")
-    return wrong
+            return wrong, None
+    return wrong, doc
 
 
-async def verify(store: Store, step: Step) -> list[Problem]:
-    """Every problem found, the backend's own checks first; an empty list: sound."""
+async def verify(store: Store, step: Step, check: Check | None = None) -> list[Problem]:
+    """Every problem found, the backend's own checks first; an empty list: sound. `check`
+    looks further into each document whose rows make one."""
     problems = [Problem(None, detail) for detail in await store.check_integrity()]
     for info in await store.documents():
         try:
             stored = await store.load(info.name)
-            wrong = _check_document(info.name, stored) if stored is not None else []
+            wrong, doc = check_rows(stored) if stored is not None else ([], None)
+            if doc is not None and check is not None:
+                wrong += check(info.name, doc)
         except DatastoreError as exc:
             wrong = [exc.detail]
         problems += [Problem(info.name, detail) for detail in wrong]
         step(info.name, "; ".join(wrong) or "ok")
     return problems
-
-
-def file_paths(fileid_db: str | None, root: str) -> dict[str, str]:
-    """File id -> path under `root`, from jupyter_server_fileid's database (its `Files`
-    table; its managers keep absolute or root-relative paths), if there is one."""
-    if not fileid_db or not os.path.exists(fileid_db):
-        return {}
-    try:
-        with sqlite3.connect(f"file:{fileid_db}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT id, path FROM Files").fetchall()
-    except sqlite3.Error:
-        return {}
-    paths = {}
-    for file_id, path in rows:
-        if os.path.isabs(path):
-            relative = os.path.relpath(path, root)
-            path = relative if not relative.startswith("..") else os.path.basename(path)
-        paths[str(file_id)] = str(path)
-    return paths
-
-
-async def export(
-    store: Store, folder: Path, paths: dict[str, str], *, force: bool, step: Step
-) -> list[tuple[str, Path]]:
-    """Write each document's current content into `folder`; (document, file written)."""
-    written: list[tuple[str, Path]] = []
-    for info in await store.documents():
-        kind = kind_of_room(info.name)
-        stored = await store.load(info.name)
-        if kind is None or stored is None or not stored.updates:
-            step(info.name, "skipped (not a document)")
-            continue
-        file_id = info.name.split(":", 2)[2]
-        relative = paths.get(file_id) or f"{file_id}{_suffix(kind)}"
-        target = (folder / relative.lstrip("/")).resolve()
-        if folder.resolve() not in target.parents:
-            step(info.name, f"skipped (path {relative} leaves the folder)")
-            continue
-        if target.exists() and not force:
-            step(info.name, f"skipped ({target} exists; --force overwrites)")
-            continue
-        doc: Doc[Any] = Doc()
-        doc.apply_update(stored.state() or b"")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(kind.encode(kind.read(doc)))
-        written.append((info.name, target))
-        step(info.name, f"-> {target}")
-    return written
-
-
-def _suffix(kind: DocumentKind) -> str:
-    return ".ipynb" if kind.type == "notebook" else ".txt" if kind.format == "text" else ".bin"

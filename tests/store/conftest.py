@@ -20,8 +20,7 @@ import asyncpg
 import pytest
 
 from jupyter_datastore.store import Store, open_store
-from jupyter_datastore.store import postgres as postgres_module
-from jupyter_datastore.store import sqlite as sqlite_module
+from jupyter_datastore.store import sql as sql_module
 
 ADMIN_URL = os.environ.get("JDS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 START_HINT = (
@@ -123,8 +122,7 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Replaces the `time` module the backends read the time from (and only theirs)."""
+    """Replaces the `time` module the stores read the time from (and only theirs)."""
     fake = Clock(1_800_000_000.0)  # a whole minute
-    for module in (sqlite_module, postgres_module):
-        monkeypatch.setattr(module, "time", fake)
+    monkeypatch.setattr(sql_module, "time", fake)
     return fake

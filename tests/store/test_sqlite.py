@@ -29,6 +29,21 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await SQLiteStore(str(path)).start()
 
 
+async def test_the_schema_version_is_kept_in_meta_as_on_every_backend(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = SQLiteStore(str(path))
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert found == ("2",)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)  # for earlier releases
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.close()
+    with pytest.raises(StoreCorrupt, match=r"has store schema 99; this version .* reads schema 2"):
+        await SQLiteStore(str(path)).start()
+
+
 async def test_a_store_of_schema_1_is_migrated_and_keeps_its_documents(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     doc: Doc = Doc()
