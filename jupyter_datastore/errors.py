@@ -7,6 +7,8 @@
     ├── Conflict                    (409, close 4409)  the request contradicts the current state
     ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
     ├── DocumentError               (500, close 4500)  a document could not be loaded or saved
+    ├── InvalidTransition           (500)              an execution record asked to move where
+    │                                                  it cannot (a server bug; records.py)
     └── StoreError                  (503, close 4503)  the store cannot read or write now
         └── StoreCorrupt            (500, close 4500)  the store's data is damaged or unknown
 

@@ -14,31 +14,31 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
 
-from .errors import DatastoreError
 from .store import maintenance
 from .store.base import Store
 from .store.maintenance import Problem, Step
 
 if TYPE_CHECKING:
     from .documents.kinds import DocumentKind
+    from .documents.roomid import RoomId
 
-__all__ = ["export", "file_paths", "kind_of_room", "verify"]
+__all__ = ["export", "file_paths", "kind_of_room", "room_of", "verify"]
 
 
-def kind_of_room(name: str) -> DocumentKind | None:
-    """The kind of a document room `format:type:fileId`; None for forks and others.
+def room_of(name: str) -> RoomId | None:
+    """The room id of a document's rows (`format:type:fileId`); None for forks and others.
 
     Imported here: the document kinds bring nbformat and jupyter_server's contents (3 s of
     imports), which `stats` and `compact` do not need."""
-    from .documents.kinds import kind_of
+    from .documents.roomid import RoomId
 
-    parts = name.split(":", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        return kind_of(parts[0], parts[1])
-    except DatastoreError:
-        return None
+    return RoomId.try_parse(name)
+
+
+def kind_of_room(name: str) -> DocumentKind | None:
+    """The kind of a document room; None for forks and others."""
+    room = room_of(name)
+    return None if room is None else room.kind
 
 
 def _check_kind(name: str, doc: Doc[Any]) -> list[str]:
@@ -82,12 +82,12 @@ async def export(
     """Write each document's current content into `folder`; (document, file written)."""
     written: list[tuple[str, Path]] = []
     for info in await store.documents():
-        kind = kind_of_room(info.name)
+        room = room_of(info.name)
         stored = await store.load(info.name)
-        if kind is None or stored is None or not stored.updates:
+        if room is None or stored is None or not stored.updates:
             step(info.name, "skipped (not a document)")
             continue
-        file_id = info.name.split(":", 2)[2]
+        kind, file_id = room.kind, room.file_id
         relative = paths.get(file_id) or f"{file_id}{_suffix(kind)}"
         target = (folder / relative.lstrip("/")).resolve()
         if folder.resolve() not in target.parents:

@@ -125,12 +125,12 @@ async def test_text_frame_is_refused(server: Any, victim: Path) -> None:
 @pytest.mark.parametrize(
     ("room", "code"),
     [
-        ("no-such-room", 4404),
+        ("no-such-room", 4400),
         ("json:notebook:00000000-0000-0000-0000-000000000000", 4404),
         ("json:notebook:..%2F..%2Fetc", 4400),
         ("xml:notebook:00000000-0000-0000-0000-000000000000", 4400),
     ],
-    ids=["unknown room", "unknown file id", "malformed file id", "unsupported kind"],
+    ids=["not a room id", "unknown file id", "malformed file id", "unsupported kind"],
 )
 async def test_unknown_rooms_are_refused_and_others_go_on(
     server: Any, victim: Path, room: str, code: int
@@ -149,6 +149,68 @@ async def test_unknown_rooms_are_refused_and_others_go_on(
     finally:
         await a.close()
         await b.close()
+
+
+ROOM_IDS = {
+    # A room id of the wrong shape is a bad request everywhere: 400, close 4400.
+    "not a room id": ("no-such-room", 400),
+    "malformed file id": ("json:notebook:not*an*id", 400),
+    "unsupported kind": ("xml:notebook:00000000-0000-0000-0000-000000000000", 400),
+    # One that parses but names no file is not found everywhere: 404, close 4404.
+    "unknown file id": ("json:notebook:00000000-0000-0000-0000-000000000000", 404),
+}
+
+
+@pytest.mark.parametrize(("room", "status"), ROOM_IDS.values(), ids=ROOM_IDS)
+async def test_a_room_id_gets_the_same_answer_on_every_endpoint(
+    server: Any, victim: Path, room: str, status: int
+) -> None:
+    """Every endpoint that takes a room id parses it the same way (documents/roomid.py)."""
+    headers = {"Authorization": f"token {server.token}"}
+    error = "bad_request" if status == 400 else "not_found"
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as http:
+        kernel = (await http.post("/api/kernels", json={"name": "python3"})).json()["id"]
+        try:
+            answers = {
+                "fork PUT": await http.put(f"/api/collaboration/fork/{room}", json={}),
+                "fork GET": await http.get(f"/api/collaboration/fork/{room}"),
+                "undo": await http.post(f"/api/datastore/rooms/{room}/undo"),
+                "redo": await http.post(f"/api/datastore/rooms/{room}/redo"),
+                "timeline undo": await http.put(
+                    f"/api/collaboration/undo_redo/{room}",
+                    params={"action": "undo", "steps": "1", "forkRoom": "0" * 32},
+                ),
+                "nbmodel cell": await http.post(
+                    f"/api/kernels/{kernel}/execute",
+                    json={"cell_id": "c1", "document_id": room},
+                ),
+                "nbmodel code": await http.post(
+                    f"/api/kernels/{kernel}/execute",
+                    json={"code": "1", "metadata": {"cell_id": "c1", "document_id": room}},
+                ),
+                "executions": await http.post(
+                    "/api/datastore/executions", json={"room_id": room, "cell_ids": ["c1"]}
+                ),
+            }
+            file_format, _, rest = room.partition(":")
+            file_type = rest.partition(":")[0]
+            if (file_format, file_type) != ("json", "notebook") and rest:
+                answers["session PUT"] = await http.put(
+                    f"/api/collaboration/session/{victim.name}",
+                    json={"format": file_format, "type": file_type},
+                )
+        finally:
+            await http.delete(f"/api/kernels/{kernel}")
+    if status == 404:  # undo history is per user: the token names none, a 403 comes first
+        del answers["undo"], answers["redo"]
+    got = {name: (r.status_code, r.json().get("error")) for name, r in answers.items()}
+    assert got == dict.fromkeys(answers, (status, error)), got
+    _, session_id = await open_room(server, victim.name)
+    async with websockets.connect(
+        ws_url(server, room, token=server.token, sessionId=session_id)
+    ) as ws:
+        code, reason = await close_of(ws)
+    assert (code, reason["error"]) == (4000 + status, error)
 
 
 async def test_file_deleted_before_connect_gets_4404(server: Any) -> None:

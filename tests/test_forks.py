@@ -192,7 +192,7 @@ async def test_bad_fork_and_timeline_requests_change_nothing(server) -> None:
     cases = [
         ("PUT", f"/api/collaboration/fork/{root}", {"synchronize": "yes"}, 400),
         ("PUT", f"/api/collaboration/fork/{root}", {"title": 5}, 400),
-        ("PUT", "/api/collaboration/fork/not-a-room", {}, 404),
+        ("PUT", "/api/collaboration/fork/not-a-room", {}, 400),
         ("PUT", "/api/collaboration/fork/json:notebook:nosuchid", {}, 404),
         ("DELETE", f"/api/collaboration/fork/{missing}", None, 404),
         ("DELETE", f"/api/collaboration/fork/{missing}?merge=maybe", None, 400),

@@ -255,7 +255,7 @@ async def test_outputs_go_only_into_documents_the_runner_may_run(as_user, server
             "metadata": {"cell_id": "s1", "document_id": "not-a-room", "document_path": SECRET},
         },
     )
-    assert unparsable.status_code in (400, 404), unparsable.text
+    assert unparsable.status_code == 400, unparsable.text
     by_path = await bob.post(
         f"/api/kernels/{kernel_id}/execute",
         json={"code": "print('planted')", "metadata": {"cell_id": "s1", "document_path": SECRET}},

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +17,15 @@ import pytest
 import websockets
 from notebooks import code_cell, notebook, write_notebook
 from pycrdt import Map
+from test_store_faults import small_disk
 from yclient import YClient, eventually, until
+
+from jupyter_datastore.execution.kernel import ExecutionPolicy
+from jupyter_datastore.execution.records import ExecutionRecord
+from jupyter_datastore.execution.service import Executor
+from jupyter_datastore.rooms.room import RoomSettings
+from jupyter_datastore.state.service import ServerState, StatePolicy
+from jupyter_datastore.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -66,7 +77,7 @@ async def test_concurrent_clients_starting_and_stopping_kernels_and_sessions_con
             assert session.status_code == 201, session.text
             # Stopped once ready: a kernel stopped while it imports prints a traceback.
             for kernel_id in (kernel["id"], session.json()["kernel"]["id"]):
-                await until(lambda k=kernel_id: state_of(k) == "idle", 60, "a started kernel")
+                await until(lambda k=kernel_id: state_of(k) == "idle", 120, "a started kernel")
             if n % 2:
                 assert (await http.delete(f"/api/kernels/{kernel['id']}")).status_code == 204
             if n % 3 == 0:
@@ -300,3 +311,77 @@ async def test_kernel_websocket_connections_show_at_once(make_server) -> None:
         await watcher.close()
         headers = {"Authorization": f"token {server.token}"}
         httpx.delete(f"{server.url}/api/kernels/{kernel_id}", headers=headers, timeout=30)
+
+
+async def test_executions_stay_while_the_store_cannot_be_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that fails to read is an outage, not a reason to think executions deleted:
+    the room keeps them as they were, logs the outage once, and reads them again after."""
+    with small_disk(tmp_path / "disk") as disk:
+        store = SQLiteStore(str(disk / "store.db"))
+        await store.start()
+        done = ExecutionRecord(id="done", kernel_id="k1", batch_id="b1")
+        done.start()
+        done.finish("ok", execution_count=1)
+        queued = ExecutionRecord(id="queued", kernel_id="k1", batch_id="b1")
+        await store.put_executions([done.stored(), queued.stored()])
+        executor = Executor(
+            rooms=None,
+            ids=None,
+            io=None,
+            store=store,
+            kernels={},
+            sessions=None,
+            policy=ExecutionPolicy(),
+        )
+        state = ServerState(
+            services=None,
+            bus=None,
+            rooms=None,
+            sessions_of_documents={},
+            executor=executor,
+            watcher=None,
+            policy=StatePolicy(),
+            room_settings=RoomSettings(),
+        )
+
+        def shown() -> dict[str, str]:
+            entries = state.model.maps["executions"]
+            return {key: value["status"] for key, value in entries.items()}
+
+        async def reread(*ids: str) -> None:
+            state._executions.update(ids)
+            await state._apply()
+
+        try:
+            await reread("done", "queued", "pruned")
+            assert shown() == {"done": "ok", "queued": "queued"}  # "pruned": NotFound
+
+            # The store's folder is hidden under another mount (as a lost network mount
+            # would be): every read fails, "no such table".
+            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(disk)], check=True)
+            try:
+                with caplog.at_level(logging.WARNING, "jupyter_datastore.state.service"):
+                    for _ in range(3):
+                        await reread("done", "queued")
+                        assert shown() == {"done": "ok", "queued": "queued"}
+                with pytest.raises(Exception, match="no such table"):
+                    await store.get_execution("done")  # it is the store that fails
+                # Changed meanwhile (the writer keeps its open file).
+                queued.cancel("cancelled on request")
+                await store.put_executions([queued.stored()])
+            finally:
+                subprocess.run(["umount", str(disk)], check=True)
+            outage = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(outage) == 1 and "cannot read executions" in outage[0].getMessage()
+
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, "jupyter_datastore.state.service"):
+                await state._apply()  # the ids it could not read are still due
+            assert shown() == {"done": "ok", "queued": "cancelled"}
+            assert [r.getMessage() for r in caplog.records] == [
+                "the state room reads executions again"
+            ]
+        finally:
+            await store.close()

@@ -6,7 +6,8 @@ changes made to its file on disk.
 
 from .contents import FileIO
 from .kinds import KINDS, DocumentKind, kind_of
-from .service import GLOBAL_AWARENESS, Documents, WatchPolicy
+from .roomid import GLOBAL_AWARENESS, RoomId
+from .service import Documents, WatchPolicy
 from .session import DocumentSession, FileIds, SavePolicy
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Documents",
     "FileIO",
     "FileIds",
+    "RoomId",
     "SavePolicy",
     "WatchPolicy",
     "kind_of",

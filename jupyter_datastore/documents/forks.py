@@ -19,7 +19,6 @@ memory only and ends when its room is freed or restored.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -27,23 +26,18 @@ from typing import Any
 
 from pycrdt import Doc
 
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import Conflict, NotFound
 from ..events.catalog import FORK, Emit, no_emit
 from ..rooms.manager import RoomManager
-from ..rooms.room import Room, RoomSettings
+from ..rooms.room import Room, RoomOwner, RoomSettings
 from ..store.base import HistoryPoint, Store, StoredDocument
-from .kinds import DocumentKind, kind_of
-from .service import parse_room_name
+from .kinds import DocumentKind
+from .roomid import RoomId, is_fork_id
 
-__all__ = ["FORK_ID", "Forks", "is_fork_id"]
+__all__ = ["Forks", "is_fork_id"]
 
-FORK_ID = re.compile(r"^[0-9a-f]{32}$")
 ROOT = "root"
 """Origin of the root's changes reaching a synchronized fork."""
-
-
-def is_fork_id(name: str) -> bool:
-    return bool(FORK_ID.match(name))
 
 
 @dataclass
@@ -85,10 +79,10 @@ class Forks:
         return {fork: info for fork, info in self._info.items() if info["root_roomid"] == root}
 
     async def create(
-        self, root: str, *, synchronize: bool, title: str, description: str, user: str
+        self, root_id: RoomId, *, synchronize: bool, title: str, description: str, user: str
     ) -> tuple[str, dict[str, Any]]:
-        """A new fork of the document room `root`, holding the root's state now."""
-        _check_document_room(root)
+        """A new fork of the document room `root_id`, holding the root's state now."""
+        root = str(root_id)
         fork_id = uuid.uuid4().hex
         info = {
             "root_roomid": root,
@@ -139,31 +133,32 @@ class Forks:
         async def persist(seq: int, update: bytes) -> None:
             await self.store.append(name, seq, update)
 
-        room = Room(name, rows, persist=persist, seq=last, settings=self.settings, emit=self.emit)
-        stack = AsyncExitStack()
+        owner = _Fork()
+        room = Room(
+            name,
+            rows,
+            persist=persist,
+            seq=last,
+            settings=self.settings,
+            emit=self.emit,
+            owner=owner,
+        )
         if info.get("synchronize"):
+            stack = owner.stack
             root = await stack.enter_async_context(self.rooms.hold(str(info["root_roomid"])))
             room.merge_from(root.state(), origin=ROOT)  # what the root did meanwhile
 
             def follow(update: bytes) -> None:
                 room.push(update, origin=ROOT)
 
-            root.listeners.add(follow)
-            stack.callback(root.listeners.discard, follow)
-
-        async def closed() -> None:
-            await room.flushed()
-            await stack.aclose()
-
-        room.on_close = closed
+            stack.callback(root.follow(follow))
         return room
 
     # --- timelines ---
 
-    async def timeline(self, root: str) -> tuple[str, list[float]]:
-        """A new timeline of `root`: its id and the times of its points, oldest first."""
-        file_format, file_type, _ = _check_document_room(root)
-        kind = kind_of(file_format, file_type)
+    async def timeline(self, root_id: RoomId) -> tuple[str, list[float]]:
+        """A new timeline of `root_id`: its id and the times of its points, oldest first."""
+        root, kind = str(root_id), root_id.kind
         async with self.rooms.hold(root) as root_room:
             await root_room.flushed()
             state = root_room.state()
@@ -171,13 +166,9 @@ class Forks:
         if stored is None or not points:
             raise NotFound(f"the store has no history of {root}")
         fork_id = uuid.uuid4().hex
-        room = Room(fork_id, [state], settings=self.settings, emit=self.emit)
+        owner = _Timeline(self._timelines, fork_id)
+        room = Room(fork_id, [state], settings=self.settings, emit=self.emit, owner=owner)
         self._timelines[fork_id] = Timeline(root, kind, stored, points, len(points) - 1)
-
-        async def closed() -> None:
-            self._timelines.pop(fork_id, None)
-
-        room.on_close = closed
         self.rooms.adopt(room)
         return fork_id, [point.time for point in points]
 
@@ -221,7 +212,23 @@ class Forks:
         return timeline
 
 
-def _check_document_room(name: str) -> tuple[str, str, str]:
-    if name.count(":") < 2:
-        raise BadRequest(f"{name[:80]!r} is not a document room id (format:type:fileId)")
-    return parse_room_name(name)
+class _Fork(RoomOwner):
+    """The owner of a fork's room: what the room holds while open (a synchronized fork's
+    root room, its following) is let go when it closes."""
+
+    def __init__(self) -> None:
+        self.stack = AsyncExitStack()
+
+    async def on_close(self) -> None:
+        await self.stack.aclose()
+
+
+class _Timeline(RoomOwner):
+    """The owner of a timeline's room: the timeline ends when its room closes."""
+
+    def __init__(self, timelines: dict[str, Timeline], fork_id: str) -> None:
+        self.timelines = timelines
+        self.fork_id = fork_id
+
+    async def on_close(self) -> None:
+        self.timelines.pop(self.fork_id, None)

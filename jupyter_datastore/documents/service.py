@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
 
-from ..errors import BadRequest, NotFound
 from ..events.catalog import Emit, no_emit
 from ..rooms.room import Room, RoomSettings
 from ..store.base import Retention, Store
 from .contents import FileIO
-from .kinds import kind_of
+from .roomid import GLOBAL_AWARENESS, RoomId
 from .session import DocumentSession, FileIds, SavePolicy
 
-__all__ = ["GLOBAL_AWARENESS", "Documents", "WatchPolicy", "parse_room_name"]
+__all__ = ["GLOBAL_AWARENESS", "Documents", "WatchPolicy"]
 
 log = logging.getLogger(__name__)
-
-GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
-"""JupyterLab's presence room: awareness only, its document stays empty."""
-
-_FILE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -32,17 +25,6 @@ class WatchPolicy:
     """Seconds between two looks at the open files' signatures (modification time, size)."""
     verify_every: float = 30.0
     """Seconds between two full content checks, which catch changes that kept the signature."""
-
-
-def parse_room_name(name: str) -> tuple[str, str, str]:
-    """`format:type:fileId` -> its three parts; `BadRequest` or `NotFound` otherwise."""
-    parts = name.split(":", 2)
-    if len(parts) != 3:
-        raise NotFound(f"unknown room {name[:80]!r}")
-    file_format, file_type, file_id = parts
-    if not _FILE_ID.match(file_id):
-        raise BadRequest(f"malformed file id in room {name[:80]!r}")
-    return file_format, file_type, file_id
 
 
 class Documents:
@@ -76,12 +58,14 @@ class Documents:
     async def open_room(self, name: str) -> Room:
         if name == GLOBAL_AWARENESS:
             return Room(name, read_only="presence only", settings=self.room_settings)
-        file_format, file_type, file_id = parse_room_name(name)
-        kind = kind_of(file_format, file_type)
+        room_id = RoomId.parse(name)
+
+        def closed() -> None:
+            self.sessions.pop(name, None)
+            self._compacted.pop(name, None)
+
         session = await DocumentSession.open(
-            name,
-            kind,
-            file_id,
+            room_id,
             io=self.io,
             store=self.store,
             ids=self.ids,
@@ -89,16 +73,9 @@ class Documents:
             settings=self.room_settings,
             retention=self.retention,
             emit=self.emit,
+            on_closed=closed,
         )
         self.sessions[name] = session
-        close = session.close
-
-        async def closed() -> None:
-            self.sessions.pop(name, None)
-            self._compacted.pop(name, None)
-            await close()
-
-        session.room.on_close = closed
         return session.room
 
     def start(self) -> None:

@@ -16,6 +16,10 @@ applied, as granular edits, to a copy of the document as it was last saved, and 
 resulting difference is applied to the room. Edits made in the room since the last save are
 kept; the merged document is then saved back, unless autosave is off, in which case the
 room's edits stay unsaved on top of the file's change until someone saves.
+
+The session is its room's owner (`rooms.RoomOwner`): it makes the room and hears of its
+flushes (autosave), RAW save requests and closing (the last save, compaction). Whoever opened
+the session hears of its closing through `on_closed`, before the session closes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +35,10 @@ from pycrdt import Doc, Map
 
 from ..errors import DatastoreError, NotFound, StoreError
 from ..events.catalog import DOCUMENT, Emit, no_emit
-from ..rooms.room import Room, RoomSettings
+from ..rooms.room import Room, RoomOwner, RoomSettings
 from ..store.base import Retention, Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
-from .kinds import DocumentKind
+from .roomid import RoomId
 
 __all__ = ["DISK", "LOAD", "STATE", "DocumentSession", "FileIds", "SavePolicy"]
 
@@ -80,23 +85,24 @@ class FileIds:
         return self._manager.index(path), True
 
 
-class DocumentSession:
+class DocumentSession(RoomOwner):
     def __init__(
         self,
-        room: Room,
-        kind: DocumentKind,
-        file_id: str,
+        room_id: RoomId,
         path: str,
         *,
         io: FileIO,
         store: Store,
         ids: FileIds,
         policy: SavePolicy,
+        settings: RoomSettings,
+        updates: Sequence[bytes] = (),
+        seq: int = 0,
         emit: Emit = no_emit,
+        on_closed: Callable[[], None] = lambda: None,
     ) -> None:
-        self.room = room
-        self.kind = kind
-        self.file_id = file_id
+        self.kind = room_id.kind
+        self.file_id = room_id.file_id
         self.path = path
         self.io = io
         self.store = store
@@ -116,18 +122,22 @@ class DocumentSession:
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()  # one save or merge at a time
         self._save_task: asyncio.Task[str] | None = None
-        room.on_flush = self._on_flush
-        room.on_save = self._save_requested
-        room.on_close = self.close
+        self._on_closed = on_closed
+        name = str(room_id)
+
+        async def persist(seq: int, update: bytes) -> None:
+            await store.append(name, seq, update)
+
+        self.room = Room(
+            name, updates, persist=persist, seq=seq, settings=settings, emit=emit, owner=self
+        )
 
     # --- opening ---
 
     @classmethod
     async def open(
         cls,
-        name: str,
-        kind: DocumentKind,
-        file_id: str,
+        room_id: RoomId,
         *,
         io: FileIO,
         store: Store,
@@ -136,31 +146,35 @@ class DocumentSession:
         settings: RoomSettings,
         retention: Retention,
         emit: Emit = no_emit,
+        on_closed: Callable[[], None] = lambda: None,
     ) -> DocumentSession:
-        path = ids.path(file_id)
+        """The session of a document room, its room made from the store or the file;
+        `NotFound` if no file has the room's file id."""
+        path = ids.path(room_id.file_id)
         if path is None:
-            raise NotFound(f"no file has id {file_id}")
+            raise NotFound(f"no file has id {room_id.file_id}")
+        name, kind = str(room_id), room_id.kind
         stored, disk = await asyncio.gather(store.load(name), io.read(path, kind))
-
-        async def persist(seq: int, update: bytes) -> None:
-            await store.append(name, seq, update)
-
+        rows = [update for _, update in stored.updates] if stored is not None else []
+        session = cls(
+            room_id,
+            path,
+            io=io,
+            store=store,
+            ids=ids,
+            policy=policy,
+            settings=settings,
+            updates=rows,
+            seq=stored.last_seq if stored is not None and rows else 0,
+            emit=emit,
+            on_closed=on_closed,
+        )
+        room = session.room
         if stored is None or not stored.updates:
-            room = Room(name, persist=persist, settings=settings, emit=emit)
-            session = cls(
-                room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy, emit=emit
-            )
             room.push(kind.build(disk.content, path), origin=LOAD)
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
         else:
-            rows = [update for _, update in stored.updates]
-            room = Room(
-                name, rows, persist=persist, seq=stored.last_seq, settings=settings, emit=emit
-            )
-            session = cls(
-                room, kind, file_id, path, io=io, store=store, ids=ids, policy=policy, emit=emit
-            )
             await session._resume(stored, disk)
         session.retention = retention
         session._event("opened", from_store=stored is not None and bool(stored.updates))
@@ -215,7 +229,7 @@ class DocumentSession:
 
     # --- autosave ---
 
-    def _on_flush(self, origins: set[object]) -> None:
+    def on_flush(self, origins: set[object]) -> None:
         if origins <= _NOT_EDITS or not self.policy.autosave or self.missing:
             return
         now = self._loop.time()
@@ -255,7 +269,7 @@ class DocumentSession:
         self._save_task = task
         return task
 
-    async def _save_requested(self) -> str:
+    async def on_save(self) -> str:
         return await self._start_save(explicit=True)
 
     async def save(self, *, explicit: bool = False) -> str:
@@ -285,8 +299,11 @@ class DocumentSession:
             await self.store.mark_saving(self.room.name, seq)
             file_hash, signature = await self.io.write(self.path, self.kind, content, data)
             self._set_missing(False)
-        await self.store.mark_saved(self.room.name, seq, file_hash)
+        # The file holds our content from here on, whatever the store says next: known at
+        # once, so that a store failing to note the save never makes our own write look like
+        # a change made outside (and merged back into the room as one).
         self._saved(seq, file_hash, signature)
+        await self.store.mark_saved(self.room.name, seq, file_hash)
         self._set_state(dirty=False, hash=file_hash)
         if written or explicit:  # an autosave that found nothing to write says nothing
             self._event("saved", explicit=explicit, written=written)
@@ -364,7 +381,9 @@ class DocumentSession:
 
     # --- closing ---
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
+        """The room closes: the last save, then compaction (the room takes no more changes)."""
+        self._on_closed()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

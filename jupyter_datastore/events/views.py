@@ -32,7 +32,7 @@ from typing import Any
 
 from ..auth import Permissions, Role
 from ..auth.paths import lexical_path
-from ..documents.forks import is_fork_id
+from ..documents.roomid import RoomId, is_fork_id
 from ..errors import DatastoreError
 from ..store.base import StoredEvent
 from .bus import EventBus, Visible
@@ -203,7 +203,7 @@ class EventViews:
         room_id = _text(data.get("room_id"))
         if room_id is None:
             return OWNERS_ONLY
-        if not _is_document_room(room_id) and not is_fork_id(room_id):
+        if RoomId.try_parse(room_id) is None and not is_fork_id(room_id):
             return ROOT  # a room of no document (awareness, the state room)
         return self._paths(self.room_path(room_id))
 
@@ -229,9 +229,10 @@ class EventViews:
         open_path = self._path_of_room(room_id)
         if open_path is not None:
             return open_path
-        if not _is_document_room(room_id):
+        room = RoomId.try_parse(room_id)
+        if room is None:
             return None
-        file_id = room_id.split(":", 2)[2]
+        file_id = room.file_id
         path = self._files.get(file_id)
         if path is None:
             path = self._path_of_file(file_id)
@@ -255,8 +256,9 @@ class EventViews:
         """Keep what events tell of where documents and kernels are."""
         path, room_id = _text(data.get("path")), _text(data.get("room_id"))
         learns = schema_id in (DOCUMENT, EXECUTION) and path is not None
-        if learns and room_id is not None and _is_document_room(room_id):
-            self._files.keep(room_id.split(":", 2)[2], str(path))
+        room = RoomId.try_parse(room_id) if learns and room_id is not None else None
+        if room is not None:
+            self._files.keep(room.file_id, str(path))
         kernel_id = _text(data.get("kernel_id"))
         if schema_id == EXECUTION and path is not None and kernel_id is not None:
             self._kernels.keep(kernel_id, path)
@@ -272,11 +274,6 @@ class EventViews:
         for file_id, known in list(self._files.items()):
             if known == path or known.startswith(prefix):
                 del self._files[file_id]
-
-
-def _is_document_room(room_id: str) -> bool:
-    parts = room_id.split(":", 2)
-    return len(parts) == 3 and all(parts)
 
 
 _DECIDERS: dict[str, Callable[[EventViews, dict[str, Any]], Scope]] = {

@@ -33,7 +33,7 @@ from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..rooms.room import Room
 from .cells import EXECUTOR, CellFinder, CellOutputs, mark_idle, set_input_request
-from .records import ExecutionRecord, Status, utc_now
+from .records import ExecutionRecord, InvalidTransition, Status, utc_now
 
 __all__ = ["ExecutionPolicy", "Job", "KernelRunner", "execution_event"]
 
@@ -206,7 +206,7 @@ class KernelRunner:
         record = run.record
         prompt = (record.input_request or {}).get("prompt", "")
         shown = "········" if (record.input_request or {}).get("password") else value
-        record.status, record.input_request = "running", None
+        record.resume()
         echo = {"name": "stdout", "text": f"{prompt}{shown}\n"}  # as a terminal shows it
 
         def write(cell: Any) -> None:
@@ -230,14 +230,16 @@ class KernelRunner:
                 raise
             except Exception:
                 log.exception("execution %s failed in the server", job.record.id)
-                await self.finish_unrun(job, "error", "the server failed to run it")
+                if job.record.active:  # else it has ended, and says how
+                    await self.finish_unrun(job, "error", "the server failed to run it")
 
     async def _run(self, job: Job) -> None:
         record = job.record
         try:
             client = await self._ensure_client()
         except KernelGone as exc:
-            await self.finish_unrun(job, "lost", str(exc))
+            if not job.cancelled:  # else `Executor.cancel` has recorded it
+                await self.finish_unrun(job, "lost", str(exc))
             self._fail_queue("lost", str(exc))
             return
         hold = self.rooms.hold(record.room_id) if record.room_id else _no_room()
@@ -250,8 +252,9 @@ class KernelRunner:
                     cell = finder.find(doc)
                     code = str(cell.get("source", "")) if cell is not None else None
                 if code is None:
-                    reason = f"cell {record.cell_id} was deleted before it ran"
-                    await self.finish_unrun(job, "cancelled", reason)
+                    if not job.cancelled:  # else `Executor.cancel` has recorded it
+                        reason = f"cell {record.cell_id} was deleted before it ran"
+                        await self.finish_unrun(job, "cancelled", reason)
                     return
             if job.cancelled:  # `Executor.cancel` has recorded it
                 return
@@ -261,7 +264,7 @@ class KernelRunner:
                 code, store_history=True, allow_stdin=True, stop_on_error=False
             )
             self.current = run  # stays set if this task is cancelled: `stop` records it lost
-            record.status, record.started_at = "running", utc_now()
+            record.start()
             await self.persist(record)
             self.emit(EXECUTION, execution_event("started", record))
             try:
@@ -290,19 +293,23 @@ class KernelRunner:
                 run.timing["shell.execute_reply.started"] = str(started)
             run.timing["shell.execute_reply"] = _date(reply)
         count = content.get("execution_count")
-        record.execution_count = count if isinstance(count, int) else None
+        execution_count = count if isinstance(count, int) else None
         if status == "ok":
-            record.status = "ok"
+            record.finish("ok", execution_count=execution_count)
         elif status == "error":
-            record.error = {
-                "ename": str(content.get("ename")),
-                "evalue": str(content.get("evalue")),
-            }
-            record.status = "interrupted" if run.interrupted else "error"
+            error = {"ename": str(content.get("ename")), "evalue": str(content.get("evalue"))}
             if run.interrupted:
-                record.reason = "interrupted on request"
+                record.finish(
+                    "interrupted",
+                    execution_count=execution_count,
+                    error=error,
+                    reason="interrupted on request",
+                )
+            else:
+                record.finish("error", execution_count=execution_count, error=error)
         else:  # "aborted": the kernel dropped it after another client's failure
-            record.status, record.reason = "cancelled", f"the kernel answered {status!r}"
+            reason = f"the kernel answered {status!r}"
+            record.finish("cancelled", execution_count=execution_count, reason=reason)
         self._write(
             run,
             lambda cell: mark_idle(cell, record.execution_count, run.timing),
@@ -316,8 +323,7 @@ class KernelRunner:
 
     async def _kernel_died(self, run: _Run, reason: str) -> None:
         record = run.record
-        record.status, record.reason = "error", reason
-        record.error = {"ename": "KernelDied", "evalue": reason}
+        record.fail(reason, error={"ename": "KernelDied", "evalue": reason})
         error = {"ename": "KernelDied", "evalue": reason, "traceback": [f"KernelDied: {reason}"]}
 
         def write(cell: Any) -> None:
@@ -334,8 +340,6 @@ class KernelRunner:
     async def _close(self, run: _Run, status: str) -> None:
         record = run.record
         record.outputs = run.outputs.result()
-        record.finished_at = utc_now()
-        record.input_request = None
         if any(run.outputs.display_ids) and run.finder is not None and record.room_id:
             run.outputs.keep_displays_only()
             self._displays[record.id] = _Shown(record.room_id, run.finder, run.outputs)
@@ -346,9 +350,17 @@ class KernelRunner:
         log.info("execution %s of cell %s: %s", record.id, record.cell_id, status)
 
     async def finish_unrun(self, job: Job, status: Status, reason: str) -> None:
-        """End a job that never reached the kernel: its record, and its cell back to idle."""
+        """End a job that never reached the kernel (or whose run the server failed): its
+        record `cancelled`, `lost` or `error`, and its cell back to idle."""
         record = job.record
-        record.status, record.reason, record.finished_at = status, reason, utc_now()
+        if status == "cancelled":
+            record.cancel(reason)
+        elif status == "lost":
+            record.lose(reason)
+        elif status == "error":
+            record.fail(reason)
+        else:
+            raise InvalidTransition(record.id, record.status, f"end unrun as {status}")
         if record.room_id and record.cell_id:
             await set_idle(self.rooms, record.room_id, [record.cell_id])
         await self.persist(record)
@@ -544,7 +556,7 @@ class KernelRunner:
         }
         run.input_parent = msg["header"]
         record = run.record
-        record.status, record.input_request = "awaiting_input", request
+        record.await_input(request)
         shown = {**request, "execution_id": record.id}
         self._write(run, lambda cell: set_input_request(cell, shown))
         self._spawn(self.persist(record))
@@ -557,8 +569,7 @@ class KernelRunner:
         await asyncio.gather(self._worker, return_exceptions=True)
         run, self.current = self.current, None
         if run is not None:
-            record = run.record
-            record.status, record.reason = "lost", reason
+            run.record.lose(reason)
             self._write(run, mark_idle)
             await self._close(run, "lost")
         jobs, self.queue = list(self.queue), deque()

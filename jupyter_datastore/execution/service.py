@@ -10,6 +10,10 @@ turn came.
 
 Records outlive the server: at start, records a crash left `queued` or `running` become
 `lost`, with the reason, and their cells stop showing `[*]`.
+
+When the store fails, a request is refused (`StoreError`, 503) and its cells go back to
+idle: nothing is queued that is not stored. Records of executions under way stay in memory
+and are written again until the store takes them (`persist.py`).
 """
 
 from __future__ import annotations
@@ -28,14 +32,15 @@ from pycrdt import Map
 
 from ..auth.roles import Role
 from ..documents import FileIds, FileIO
-from ..documents.service import parse_room_name
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..documents.roomid import RoomId
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
 from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..store.base import Store
 from .cells import EXECUTOR, CellFinder, find_cells, mark_running
 from .kernel import ExecutionPolicy, Job, KernelRunner, execution_event, set_idle
-from .records import ACTIVE, ExecutionRecord, utc_now
+from .persist import RecordWriter
+from .records import ACTIVE, ExecutionRecord
 
 __all__ = ["ExecuteRequest", "Executor", "source_hash"]
 
@@ -105,6 +110,7 @@ class Executor:
         self._recovery: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self._collected: set[str] = set()  # results being handed out right now
+        self.writer = RecordWriter(store, emit=emit, on_durable=self._durable)
 
     # --- life cycle ---
 
@@ -113,8 +119,7 @@ class Executor:
         stranded = await self.store.list_executions(statuses=sorted(ACTIVE), limit=1_000_000)
         records = [ExecutionRecord.from_stored(data) for data in stranded]
         for record in records:
-            record.reason = f"the server stopped while it was {record.status.replace('_', ' ')}"
-            record.status, record.finished_at = "lost", utc_now()
+            record.lose(f"the server stopped while it was {record.status.replace('_', ' ')}")
         await self.store.put_executions([record.stored() for record in records])
         for record in records:
             self.emit(EXECUTION, execution_event("finished", record))
@@ -123,7 +128,7 @@ class Executor:
             self._recovery = asyncio.ensure_future(self._reset_cells(records))
 
     async def _reset_cells(self, records: list[ExecutionRecord]) -> None:
-        """Cells that a crash left showing `[*]` go back to idle."""
+        """Cells shown `[*]` for records that will not run go back to idle."""
         by_room: dict[str, list[str]] = {}
         for record in records:
             if record.room_id and record.cell_id:
@@ -136,6 +141,7 @@ class Executor:
             self._recovery.cancel()
         runners, self.runners = list(self.runners.values()), {}
         await asyncio.gather(*(r.stop("the server stopped") for r in runners))
+        await self.writer.close()
 
     # --- requests ---
 
@@ -214,8 +220,13 @@ class Executor:
         return record
 
     async def _enqueue(self, kernel_id: str, jobs: list[Job]) -> None:
-        """Store the queued records (one commit), then hand them to their kernel's queue."""
-        await self.store.put_executions([job.record.stored() for job in jobs])
+        """Store the queued records (one commit), then hand them to their kernel's queue.
+        A store that fails is the caller's 503, and the cells are idle again."""
+        try:
+            await self.writer.write_now([job.record for job in jobs])
+        except StoreError:
+            await self._reset_cells([job.record for job in jobs])
+            raise
         for job in jobs:
             self.jobs[job.record.id] = job
             self.emit(EXECUTION, execution_event("queued", job.record))
@@ -283,7 +294,7 @@ class Executor:
         record = await self.get(execution_id)
         job = self.jobs.get(execution_id)
         runner = self.runners.get(record.kernel_id)
-        if job is None or runner is None:
+        if job is None or runner is None or not record.active:
             raise Conflict(f"execution {execution_id} has already ended ({record.status})")
         if runner.cancel_queued(job):
             await runner.finish_unrun(job, "cancelled", "cancelled on request")
@@ -315,7 +326,10 @@ class Executor:
             task.add_done_callback(self._stopping.discard)
 
     async def _persist(self, record: ExecutionRecord) -> None:
-        await self.store.put_executions([record.stored()])
+        await self.writer.write(record)
+
+    def _durable(self, record: ExecutionRecord) -> None:
+        """A finished record that the store holds is read from there from now on."""
         if not record.active:
             self.jobs.pop(record.id, None)
 
@@ -323,13 +337,13 @@ class Executor:
         if (path is None) == (room_id is None):
             raise BadRequest('give either "path" or "room_id"')
         if room_id is not None:
-            file_format, file_type, file_id = parse_room_name(room_id)
-            if (file_format, file_type) != ("json", "notebook"):
+            room = RoomId.parse(room_id)
+            if (room.format, room.type) != ("json", "notebook"):
                 raise BadRequest(f"{room_id} is not a notebook room (json:notebook:<file id>)")
-            found = self.ids.path(file_id)
+            found = self.ids.path(room.file_id)
             if found is None:
-                raise NotFound(f"no file has id {file_id}")
-            return _Target(room_id, found)
+                raise NotFound(f"no file has id {room.file_id}")
+            return _Target(str(room), found)
         assert path is not None
         if not path.endswith(".ipynb"):
             raise BadRequest(f"{path} is not a notebook (.ipynb)")
@@ -433,7 +447,7 @@ class Executor:
 
 
 def _notebook_room(file_id: str) -> str:
-    return f"json:notebook:{file_id}"
+    return str(RoomId.notebook(file_id))
 
 
 def _check_cell_ids(cell_ids: Any) -> list[str]:

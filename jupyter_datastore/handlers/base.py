@@ -18,7 +18,7 @@ from tornado.web import HTTPError
 
 from ..auth import Role
 from ..datastore import Datastore
-from ..documents.service import parse_room_name
+from ..documents.roomid import RoomId, is_fork_id
 from ..errors import BadRequest, DatastoreError, NotFound
 from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 
@@ -94,12 +94,16 @@ class DatastoreHandler(APIHandler):
     def may(self, path: str | None, needed: Role) -> bool:
         return self.datastore.permissions.role(self.user_name, path or "") >= needed
 
-    def path_of_room(self, room_id: str) -> str:
-        """The path of the file a document room holds; 404 for an unknown file id."""
-        _, _, file_id = parse_room_name(room_id)
-        path = self.datastore.ids.path(file_id)
+    def path_of_room(self, room: RoomId | str) -> str:
+        """The path of the file a document room holds: 400 for a malformed room id, 404
+        for an unknown file id or fork id (a fork's id stands for no file of its own)."""
+        if isinstance(room, str):
+            if is_fork_id(room):
+                raise NotFound(f"no fork or timeline {room}")
+            room = RoomId.parse(room)
+        path = self.datastore.ids.path(room.file_id)
         if path is None:
-            raise NotFound(f"no file has id {file_id}")
+            raise NotFound(f"no file has id {room.file_id}")
         return path
 
     def room_visible(self, name: str) -> bool:

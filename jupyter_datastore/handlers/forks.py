@@ -26,7 +26,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..auth import Role
-from ..documents import kind_of
+from ..documents import RoomId, kind_of
 from ..errors import BadRequest, Conflict, NotFound
 from .base import DatastoreHandler
 from .undo import parse_steps
@@ -55,20 +55,22 @@ class ForkHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def get(self, room_id: str) -> None:
-        self.require(self.path_of_room(room_id), Role.VIEWER, "read forks")
-        self.finish(json.dumps(self.datastore.forks.of(room_id)))
+        root = RoomId.parse(room_id)
+        self.require(self.path_of_room(root), Role.VIEWER, "read forks")
+        self.finish(json.dumps(self.datastore.forks.of(str(root))))
 
     @web.authenticated
     @authorized
     async def put(self, room_id: str) -> None:
+        root = RoomId.parse(room_id)
         body = self.get_json_object() if self.request.body else {}
         synchronize = body.get("synchronize", False)
         if not isinstance(synchronize, bool):
             raise BadRequest("synchronize must be true or false")
         title, description = text_field(body, "title"), text_field(body, "description")
-        self.require(self.path_of_room(room_id), Role.EDITOR, "fork")
+        self.require(self.path_of_room(root), Role.EDITOR, "fork")
         fork_id, info = await self.datastore.forks.create(
-            room_id,
+            root,
             synchronize=synchronize,
             title=title,
             description=description,
@@ -107,10 +109,10 @@ class TimelineHandler(DatastoreHandler):
         file_id = self.datastore.ids.file_id(path)
         if file_id is None:
             raise NotFound(f"{path} has no history: it was never opened")
-        room_id = f"{file_format}:{file_type}:{file_id}"
+        room_id = RoomId(file_format, file_type, file_id)
         fork_id, times = await self.datastore.forks.timeline(room_id)
         body = {
-            "roomId": room_id,
+            "roomId": str(room_id),
             "timestamps": times,
             "forkRoom": fork_id,
             "sessionId": self.datastore.store.session_id,
@@ -124,18 +126,19 @@ class UndoRedoHandler(DatastoreHandler):
     @web.authenticated
     @authorized
     async def put(self, room_id: str) -> None:
+        root = RoomId.parse(room_id)
         action = self.get_query_argument("action", "")
         fork_id = self.get_query_argument("forkRoom", "")
         forks = self.datastore.forks
         if action == "restore":
-            self.require(self.path_of_room(room_id), Role.EDITOR, "restore")
-            await forks.restore(room_id, fork_id)
+            self.require(self.path_of_room(root), Role.EDITOR, "restore")
+            await forks.restore(str(root), fork_id)
             self.finish(json.dumps({"code": 200, "status": "Document restored"}))
             return
         if action not in ("undo", "redo"):
             raise BadRequest(f"action must be undo, redo or restore, not {action[:20]!r}")
         steps = parse_steps(self.get_query_argument("steps", None))
-        self.require(self.path_of_room(room_id), Role.VIEWER, "move in history")
-        if not await forks.move(room_id, fork_id, -steps if action == "undo" else steps):
+        self.require(self.path_of_room(root), Role.VIEWER, "move in history")
+        if not await forks.move(str(root), fork_id, -steps if action == "undo" else steps):
             raise Conflict(f"no more {action} in this timeline")
         self.finish(json.dumps({"status": "undone" if action == "undo" else "redone"}))

@@ -6,11 +6,13 @@ room and moves messages: frames in are parsed by `protocol` and given to the roo
 out arrive encoded and framed once for all peers. Errors become close codes here and
 nowhere else:
 
-    4400  malformed, truncated, empty or text frame; unknown message type; bad room name;
-          an awareness limit passed (`protocol/awareness.py`, `rooms/awareness.py`)
+    4400  malformed, truncated, empty or text frame; unknown message type; a room name
+          that is no room id (`documents/roomid.py`: a wrong shape, an unsupported kind,
+          a malformed file id); an awareness limit passed (`protocol/awareness.py`,
+          `rooms/awareness.py`)
     4403  the user's role on the file does not allow reading it (an edit or a save it does
           not allow is refused with a RAW `refused` message instead; the peer stays)
-    4404  unknown room or file id; the file does not exist
+    4404  a well-formed room id that names no file or fork; the file does not exist
     4500  the document could not be loaded
     1003  the sessionId is not one this server issued (JSON: reason, sessionId, reloadable)
     1009  a message over the size limit: the server's `max_message_size` for a peer whose
@@ -35,8 +37,7 @@ from tornado.iostream import StreamClosedError
 from ..auth import Role
 from ..auth.live import Watched
 from ..datastore import Datastore
-from ..documents import GLOBAL_AWARENESS, kind_of
-from ..documents.service import parse_room_name
+from ..documents.roomid import GLOBAL_AWARENESS, STATE_ROOM, RoomId, is_fork_id
 from ..errors import BadRequest, DatastoreError, Forbidden, NotFound, SessionExpired
 from ..protocol.awareness import MAX_AWARENESS_UPDATE
 from ..protocol.frames import Outgoing
@@ -51,7 +52,6 @@ from ..protocol.messages import (
 )
 from ..rooms import Room
 from ..rooms.room import EMPTY_UPDATE
-from ..state import STATE_ROOM
 from .base import DatastoreHandler, user_name_of
 from .websocket import WebSocket, handshake_response, keep_alive
 
@@ -131,8 +131,9 @@ class RoomPeer:
         session = self.datastore.documents.sessions.get(name)
         if session is not None:
             return session.path
-        file_format, file_type, file_id = parse_room_name(name)
-        kind_of(file_format, file_type)  # an unsupported kind is a 4400 before all else
+        if is_fork_id(name):
+            raise NotFound(f"no fork or timeline {name}")
+        file_id = RoomId.parse(name).file_id
         path = self.datastore.ids.path(file_id)
         if path is None:
             raise NotFound(f"no file has id {file_id}")

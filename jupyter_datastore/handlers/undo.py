@@ -20,8 +20,7 @@ import json
 from tornado import web
 
 from ..auth import Role
-from ..documents.kinds import kind_of
-from ..documents.service import parse_room_name
+from ..documents.roomid import RoomId
 from ..errors import BadRequest, Forbidden, NotFound
 from ..rooms.undo import is_named
 from .base import DatastoreHandler, authorized_to
@@ -42,14 +41,6 @@ def parse_steps(value: str | None) -> int:
     return int(value)
 
 
-def check_room_id(room_id: str) -> None:
-    """`format:type:fileId` of a document kind we serve, or a 400."""
-    if room_id.count(":") < 2:
-        raise BadRequest(f"{room_id[:80]!r} is not a room id (format:type:fileId)")
-    file_format, file_type, _ = parse_room_name(room_id)
-    kind_of(file_format, file_type)
-
-
 may_change = authorized_to("write")
 """Who may undo or redo in a document: the one check, on both routes (jupyter_server's
 authorizer, resource "contents", action "write")."""
@@ -58,16 +49,16 @@ authorizer, resource "contents", action "write")."""
 class _HistoryHandler(DatastoreHandler):
     auth_resource = "contents"
 
-    async def change(self, room_id: str, *, redo: bool) -> None:
+    async def change(self, text: str, *, redo: bool) -> None:
         steps = parse_steps(self.get_query_argument("steps", None))
-        check_room_id(room_id)
+        room_id = RoomId.parse(text)
         user = self.user_name
         if user is None or not is_named(user):
             raise Forbidden(
                 "undo and redo are per user, and this request names none (a shared token "
                 "identifies no one): sign in as a user"
             )
-        room = self.datastore.rooms.opened(room_id)
+        room = self.datastore.rooms.opened(str(room_id))
         if room is None:
             raise NotFound(f"room {room_id} is not open (undo history lives in open rooms)")
         # Undoing is editing: a user demoted to viewer takes nothing back.
@@ -75,7 +66,7 @@ class _HistoryHandler(DatastoreHandler):
         status = room.redo(user, steps) if redo else room.undo(user, steps)
         await room.flushed()
         body = {
-            "room_id": room_id,
+            "room_id": str(room_id),
             "user": user,
             "status": "redone" if redo else "undone",
             "steps": status.steps,

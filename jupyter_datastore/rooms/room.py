@@ -35,6 +35,12 @@ has history: `undo_expiry` seconds after their last change or undo, at most, or 
 room closes. An undo is the server's change on the user's behalf: persisted and broadcast
 (to every peer, the user's own clients too) like any other. A room only viewed, or edited
 by peers with no name, never becomes live for this.
+
+Owner and followers: a room's owner (a document session for a document's room) is given
+when the room is made and is the one that hears of its flushes, saves and closing
+(`RoomOwner`); there is one, and nothing can replace it later. Anyone else who must see
+the room's durable changes (a synchronized fork following its root) subscribes with
+`follow`, which returns the handle that stops it; any number may.
 """
 
 from __future__ import annotations
@@ -71,7 +77,17 @@ from ..store.base import merge
 from .awareness import AwarenessTable
 from .undo import Author, UndoHistory, UndoStatus, is_named, undo_roots
 
-__all__ = ["EMPTY_UPDATE", "SERVER", "AwarenessView", "Peer", "Room", "RoomSettings"]
+__all__ = [
+    "EMPTY_UPDATE",
+    "NO_OWNER",
+    "SERVER",
+    "AwarenessView",
+    "Follower",
+    "Peer",
+    "Room",
+    "RoomOwner",
+    "RoomSettings",
+]
 
 AwarenessView = Callable[[str | None, list[AwarenessEntry]], list[AwarenessEntry]]
 """`view(user, entries)`: the entries as `user` may see them."""
@@ -88,7 +104,8 @@ FULL_INTERVAL_PEERS = 16
 _MAX_TAIL = 512
 
 Persist = Callable[[int, bytes], Awaitable[None]]
-SaveHandler = Callable[[], Awaitable[str]]
+Follower = Callable[[bytes], None]
+"""Called with each durable change of a room as it is broadcast."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,27 @@ class RoomSettings:
     while anyone has history the room keeps its live document (see `undo.py`)."""
 
 
+class RoomOwner:
+    """Whoever keeps a room: given when the room is made, one per room. Each hook does
+    nothing by default; an owner overrides the ones it needs. An owner that must share a
+    hook with another party calls it from its own (the room calls only its owner)."""
+
+    def on_flush(self, origins: set[object]) -> None:
+        """After each broadcast, with the origins of the changes in it."""
+
+    async def on_save(self) -> str:
+        """A peer asked to save (RAW save request): "success", "skipped" or "failed"."""
+        return "failed"
+
+    async def on_close(self) -> None:
+        """The room is closing, everything applied is persisted; the changes made here are
+        persisted too before the room stops."""
+
+
+NO_OWNER = RoomOwner()
+"""The owner of a room nobody keeps (presence, state, tests): every hook a no-op."""
+
+
 class Peer(Protocol):
     """One connection to a room, as the room sees it."""
 
@@ -137,8 +175,10 @@ class Room:
         read_only: str | None = None,
         settings: RoomSettings = RoomSettings(),
         emit: Emit = no_emit,
+        owner: RoomOwner = NO_OWNER,
     ) -> None:
         self.name = name
+        self._owner = owner
         self.emit = emit
         self.read_only = read_only
         """Why peers' updates are refused (None: the room takes them)."""
@@ -152,13 +192,7 @@ class Room:
         """What of the peers' awareness each receiving user may see (None: all of it)."""
         self.holds = 0
         """Server-side users that keep the room open with no peer (see `RoomManager.hold`)."""
-        self.on_flush: Callable[[set[object]], None] | None = None
-        """Called after each broadcast with the origins of the changes in it."""
-        self.on_save: SaveHandler | None = None
-        self.on_close: Callable[[], Awaitable[None]] | None = None
-        self.listeners: set[Callable[[bytes], None]] = set()
-        """Called with each durable change as it is broadcast (a synchronized fork follows
-        its root through this)."""
+        self._followers: list[Follower] = []
 
         self._base = EMPTY_UPDATE
         self._tail = list(updates)
@@ -191,6 +225,11 @@ class Room:
 
     def __repr__(self) -> str:
         return f"<Room {self.name} peers={len(self.peers)} seq={self._seq}>"
+
+    @property
+    def owner(self) -> RoomOwner:
+        """Whoever keeps the room, given when it was made (read-only: see `RoomOwner`)."""
+        return self._owner
 
     @property
     def seq(self) -> int:
@@ -493,16 +532,26 @@ class Room:
 
     async def _save(self, peer: Peer, request_id: int) -> None:
         status = "failed"
-        if self.on_save is not None:
-            try:
-                status = await self.on_save()
-            except Exception:
-                log.exception("room %s: save failed", self.name)
+        try:
+            status = await self._owner.on_save()
+        except Exception:
+            log.exception("room %s: save failed", self.name)
         if not peer.closed:
             reply = {"type": "save", "responseTo": request_id, "status": status}
             peer.send(Outgoing(raw_message(reply)))
 
     # --- batching, persistence, broadcast ---
+
+    def follow(self, follower: Follower) -> Callable[[], None]:
+        """Call `follower` with each durable change as it is broadcast, until the returned
+        handle is called."""
+        self._followers.append(follower)
+
+        def stop() -> None:
+            if follower in self._followers:
+                self._followers.remove(follower)
+
+        return stop
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._batch(event.update, self._origin)
@@ -570,10 +619,9 @@ class Room:
                 self._release_replies()
                 exclude = next(iter(origins)) if len(origins) == 1 else None
                 self._broadcast(Outgoing(sync_update(update)), exclude=exclude)
-                for listener in list(self.listeners):
-                    listener(update)
-                if self.on_flush is not None:
-                    self.on_flush(origins)
+                for follower in list(self._followers):
+                    follower(update)
+                self._owner.on_flush(origins)
                 self.cut()
 
     async def _persist_with_retry(self, seq: int, update: bytes) -> None:
@@ -636,11 +684,10 @@ class Room:
     # --- life cycle ---
 
     async def close(self) -> None:
-        """Persist what is pending, run the owner's close hook, and stop."""
+        """Persist what is pending, let the owner close (`RoomOwner.on_close`), and stop."""
         await self.flushed()
-        if self.on_close is not None:
-            await self.on_close()
-            await self.flushed()
+        await self._owner.on_close()
+        await self.flushed()
         for task in [*self._tasks, self._flusher]:
             task.cancel()
         await asyncio.gather(*self._tasks, self._flusher, return_exceptions=True)

@@ -17,11 +17,11 @@ from typing import Any
 from jupyter_server._tz import isoformat
 from pycrdt import Map
 
+from ..documents.roomid import STATE_ROOM
 from ..rooms.room import Room
 
 __all__ = ["MAPS", "STATE_ROOM", "Change", "StateModel"]
 
-STATE_ROOM = "datastore:state"
 MAPS: tuple[str, ...] = (
     "kernels",
     "sessions",

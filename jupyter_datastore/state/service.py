@@ -19,6 +19,11 @@ Events only mark what is stale; one worker re-reads it and writes all difference
 transaction, so a burst of events costs one read and one broadcast. A kernel that died (not
 one shut down on request) stays in `kernels` as `dead`, with the reason, for
 `dead_kernels_kept` seconds, so that clients see why it went.
+
+An entry leaves the room only when its source says it is gone (`NotFound`, a 404): an
+execution record the store cannot read now (`StoreError`) or a file the contents manager
+fails to read stays as it was and is read again at the next change or reconciliation. Such
+a failure is logged once, until a read succeeds again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..documents.roomid import RoomId
+from ..errors import NotFound, StoreError
 from ..events.bus import EventBus, EventFilter, Subscription
 from ..events.catalog import (
     CONTENTS_SERVICE,
@@ -47,6 +54,7 @@ from ..store.base import StoredEvent
 from .hooks import call_after
 from .model import STATE_ROOM, Change, StateModel
 from .sources import (
+    ContentUnreadable,
     JupyterServices,
     content_entry,
     kernel_entries,
@@ -113,6 +121,7 @@ class ServerState:
         self._undo: list[Any] = []
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._failing: set[str] = set()  # sources whose last read failed: logged once
 
     # --- life cycle ---
 
@@ -257,13 +266,13 @@ class ServerState:
         for room_id, session in list(self.documents.items()):
             room = self.rooms.rooms.get(room_id)
             users = self.rooms.users_in(room) if room is not None else []
-            file_format, file_type, _ = room_id.split(":", 2)
+            parsed = RoomId.parse(room_id)
             entries[room_id] = {
                 "room_id": room_id,
                 "path": session.path,
                 "file_id": session.file_id,
-                "format": file_format,
-                "type": file_type,
+                "format": parsed.format,
+                "type": parsed.type,
                 "peers": len(users),
                 "users": sorted({user for user in users if user}),
             }
@@ -271,17 +280,28 @@ class ServerState:
 
     async def _execution_changes(self, ids: set[str]) -> list[Change]:
         changes: list[Change] = []
+        unread: set[str] = set()
+        failure: StoreError | None = None
         for execution_id in ids:
             try:
                 record = await self.executor.get(execution_id)
-            except Exception:  # pruned, or never stored
+            except NotFound:  # pruned, or never stored
                 changes.append(("executions", execution_id, None))
                 continue
+            except StoreError as exc:  # the store fails now: not a reason to think it gone
+                unread.add(execution_id)
+                failure = exc
+                continue
             changes.append(("executions", execution_id, record.to_json(outputs=False)))
+        self._executions |= unread  # read again at the next change or reconciliation
+        if ids:
+            self._read_failed("executions", failure, len(unread))
         return changes
 
     async def _content_changes(self, actions: list[tuple[str, str, str | None]]) -> list[Change]:
         changes: list[Change] = []
+        failure: ContentUnreadable | None = None
+        unread = 0
         for action, path, source in actions:
             if action in ("rename", "delete"):
                 gone = source if action == "rename" and source is not None else path
@@ -291,8 +311,31 @@ class ServerState:
                     if key == gone or key.startswith(gone.rstrip("/") + "/")
                 ]
             if action != "delete":
-                changes.append(("contents", path, await content_entry(self.services, path)))
+                try:
+                    entry = await content_entry(self.services, path)
+                except ContentUnreadable as exc:  # kept as it was, read again next time
+                    self._contents.append(("save", path, None))
+                    failure, unread = exc, unread + 1
+                    continue
+                changes.append(("contents", path, entry))
+        if actions:
+            self._read_failed("contents", failure, unread)
         return changes
+
+    def _read_failed(self, source: str, failure: Exception | None, entries: int) -> None:
+        """Log the first failure of a run of failures to read `source`, and its end."""
+        if failure is None:
+            if source in self._failing:
+                self._failing.discard(source)
+                log.warning("the state room reads %s again", source)
+        elif source not in self._failing:
+            self._failing.add(source)
+            log.error(
+                "the state room cannot read %s now (%d kept as they were): %s",
+                source,
+                entries,
+                failure,
+            )
 
     def _trimmed(self) -> list[Change]:
         """Removals that keep `executions` and `contents` within their limits, oldest first."""

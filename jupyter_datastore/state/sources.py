@@ -13,8 +13,10 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server._tz import isoformat
+from tornado.web import HTTPError
 
 __all__ = [
+    "ContentUnreadable",
     "JupyterServices",
     "content_entry",
     "kernel_entries",
@@ -113,12 +115,22 @@ def status_entry(services: JupyterServices, kernels: dict[str, Any], terminals: 
     }
 
 
+class ContentUnreadable(Exception):
+    """The contents manager failed to read a path for another reason than its absence."""
+
+
 async def content_entry(services: JupyterServices, path: str) -> Any:
-    """A file's or folder's model without its content; None when it is gone."""
+    """A file's or folder's model without its content; None when it is gone (404) or not
+    ours to show (403). Any other failure raises `ContentUnreadable`: the file may well
+    be there."""
     try:
         model = await ensure_async(services.contents.get(path, content=False))
-    except Exception:  # gone again, or not readable: not something to show
-        return None
+    except HTTPError as exc:
+        if exc.status_code in (403, 404):
+            return None
+        raise ContentUnreadable(f"{path}: {exc}") from exc
+    except Exception as exc:
+        raise ContentUnreadable(f"{path}: {exc}") from exc
     return {key: model.get(key) for key in _CONTENT_KEYS}
 
 

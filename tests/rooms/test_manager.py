@@ -8,7 +8,7 @@ import pytest
 from yclient import until
 
 from jupyter_datastore.errors import NotFound
-from jupyter_datastore.rooms import Room, RoomManager
+from jupyter_datastore.rooms import Room, RoomManager, RoomOwner
 
 from .test_room import RecordingPeer
 
@@ -23,13 +23,13 @@ class Opener:
             raise NotFound("no such room")
         await asyncio.sleep(0)
         self.opened.append(name)
-        room = Room(name)
+        closed = self.closed
 
-        async def on_close() -> None:
-            self.closed.append(name)
+        class Owner(RoomOwner):
+            async def on_close(self) -> None:
+                closed.append(name)
 
-        room.on_close = on_close
-        return room
+        return Room(name, owner=Owner())
 
 
 async def test_concurrent_joins_share_one_open() -> None:

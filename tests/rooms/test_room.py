@@ -22,7 +22,7 @@ from jupyter_datastore.protocol.messages import (
     decode_state_vector,
     parse_message,
 )
-from jupyter_datastore.rooms import Room, RoomSettings
+from jupyter_datastore.rooms import SERVER, Room, RoomOwner, RoomSettings
 from jupyter_datastore.rooms.room import FULL_INTERVAL_PEERS
 
 
@@ -200,20 +200,73 @@ async def test_leaving_removes_the_peers_presence_for_the_others() -> None:
     await room.close()
 
 
-async def test_save_request_is_answered() -> None:
-    room = Room("r")
-    a = RecordingPeer()
-    room.join(a)
+class RecordingOwner(RoomOwner):
+    """An owner that keeps what its room tells it."""
 
-    async def save() -> str:
+    def __init__(self) -> None:
+        self.flushes: list[set[object]] = []
+        self.saves = 0
+        self.closes = 0
+
+    def on_flush(self, origins: set[object]) -> None:
+        self.flushes.append(origins)
+
+    async def on_save(self) -> str:
+        self.saves += 1
         return "success"
 
-    room.on_save = save
+    async def on_close(self) -> None:
+        self.closes += 1
+
+
+async def test_save_request_is_answered() -> None:
+    owner = RecordingOwner()
+    room = Room("r", owner=owner)
+    a = RecordingPeer()
+    room.join(a)
     room.receive(a, SaveRequest(12))
     while not a.of("raw"):
         await asyncio.sleep(0.01)
     assert a.of("raw") == [{"type": "save", "responseTo": 12, "status": "success"}]
+    assert owner.saves == 1
     await room.close()
+
+
+async def test_a_room_with_no_owner_answers_a_save_as_failed() -> None:
+    room = Room("r")
+    a = RecordingPeer()
+    room.join(a)
+    room.receive(a, SaveRequest(3))
+    await until(lambda: bool(a.of("raw")))
+    assert a.of("raw") == [{"type": "save", "responseTo": 3, "status": "failed"}]
+    await room.close()
+
+
+async def test_the_owner_and_every_follower_hear_of_each_change() -> None:
+    """One owner, given at construction, and any number of followers: a party added later
+    cannot knock out another's hook (the owner's, a synchronized fork's)."""
+    owner = RecordingOwner()
+    room = Room("r", owner=owner)
+    first: list[bytes] = []
+    second: list[bytes] = []
+    stop_first = room.follow(first.append)
+    room.follow(second.append)
+    with room.document() as doc:
+        doc.get("t", type=Text).insert(0, "a")
+    await room.flushed()
+    assert owner.flushes == [{SERVER}]
+    assert len(first) == len(second) == 1
+    stop_first()
+    stop_first()  # stopping twice is harmless
+    with room.document() as doc:
+        doc.get("t", type=Text).insert(0, "b")
+    await room.flushed()
+    assert len(owner.flushes) == 2 and len(first) == 1 and len(second) == 2
+    assert not any(hasattr(room, hook) for hook in ("on_flush", "on_save", "on_close"))
+    with pytest.raises(AttributeError):
+        room.owner = RecordingOwner()  # type: ignore[misc]
+    await room.close()
+    assert owner.closes == 1
 
 
 async def test_cut_makes_a_stored_row_end_at_the_save_point() -> None:
