@@ -9,7 +9,10 @@ in a venv of its own): first-output latency, server CPU of a flooding cell, and 
 in another notebook meanwhile; and events against jupyter_server's own /api/events: events
 per second from POST to 100 subscribers, and the latency of each delivery; and the server's
 state: how soon a client sees a kernel, a save, a session or a terminal that the REST API
-made (our state room against jupyter_server's event stream). Prints a table
+made (our state room against jupyter_server's event stream); and durability against
+jupyter-collaboration's SQLite YStore: durable updates/s into one document, the reopen of a
+5,000-cell notebook after its room was freed, and the store's size after 10,000 edits to a
+1 MB notebook. Prints a table
 of both figures and their ratio (ours / anchor) against the project's goals, and writes
 everything as JSON under benchmarks/results/.
 """
@@ -85,7 +88,7 @@ QUICK = Plan(
     exec_runs=8, flood_runs=2, edit_flood_runs=4, edit_baseline_seconds=3,
     events_sequential=300, events_concurrent=1000,
     state=state.Load(kernels=4, saves=20, sessions=4, terminals=8),
-    durability=durability.Load(updates=600, reopen_repeats=3, edits=10_000),
+    durability=durability.Load(updates=500, reopen_repeats=3),
 )  # fmt: skip
 
 
@@ -354,17 +357,60 @@ def execution_notes(results: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
+def run_durability(pair: list[Server], plan: Plan, name: str) -> dict[str, dict[str, Any]]:
+    """One durability figure on both servers; a timed one is tried again when other processes
+    disturbed it (the store size is not timed, and it stops its server)."""
+    results: dict[str, dict[str, Any]] = {}
+    for server in pair:
+        idle = [s for s in pair if s is not server and s.process is not None]
+        measure = functools.partial(durability.PARTS[name], server, plan.durability, idle)
+        if name in durability.TIMED:
+            result, tries = calm(measure, lambda r: float(r["other_cpu_cores"]))
+            result["attempts_other_cpu_cores"] = tries
+        else:
+            result = measure(0)
+        results[server.name] = result
+        log(f"durability {name}, {server.name}: {result}")
+    return results
+
+
+def durability_notes(results: dict[str, dict[str, Any]]) -> list[str]:
+    notes = []
+    for name in ("ours", "anchor"):
+        r, s = results[name]["durability"]["reopen"], results[name]["durability"]["store"]
+        notes.append(
+            f"durability {name}: {sum(r['edits_kept'])} of {len(r['edits_kept'])} reopened "
+            f"documents had every earlier edit; rooms freed {r['freed_after_s']} s after the "
+            f"client left; store files after the edits: {s['store_files']}"
+        )
+    return notes
+
+
 def durability_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
+    """Updates/s count what is stored: at the reader on ours (stored before it is broadcast),
+    once the anchor's YStore holds it too (its broadcast does not wait for the store)."""
+    u, r, s = "updates", "reopen", "store"
+    edits = f"{o[s]['edits']:,} edits to a {o[s]['file_bytes'] / 1e6:.1f} MB notebook"
     return [
         Row("durable updates/s into one document, each acked",
-            o["updates"]["acked_per_s"], a["updates"]["acked_per_s"], 1.0, "{:.0f}", higher=True),
+            o[u]["acked_per_s"], a[u]["acked_per_s"], 1.0, "{:.0f}", higher=True),
         Row("durable updates/s into one document, pipelined",
-            o["updates"]["pipelined_per_s"], a["updates"]["pipelined_per_s"], 1.0, "{:.0f}",
-            higher=True),
-        Row("reopen of 5,000 cells after eviction, median (ms)",
-            o["reopen"]["median_ms"], a["reopen"]["median_ms"], 1 / 10, "{:.0f}"),
-        Row("store after 10,000 edits to a 1 MB notebook (KB)",
-            o["store"]["store_bytes"] / 1024, a["store"]["store_bytes"] / 1024, 1 / 20, "{:.0f}"),
+            o[u]["pipelined_per_s"], a[u]["pipelined_per_s"], 1.0, "{:.0f}", higher=True),
+        Row("  the same, received by the reader, each acked",
+            o[u]["acked_received_per_s"], a[u]["acked_received_per_s"], None, "{:.0f}"),
+        Row("  the same, received by the reader, pipelined",
+            o[u]["pipelined_received_per_s"], a[u]["pipelined_received_per_s"], None, "{:.0f}"),
+        Row(f"reopen of {o[r]['cells']:,} cells after eviction, median (ms)",
+            o[r]["median_ms"], a[r]["median_ms"], 1 / 10, "{:.0f}"),
+        Row(f"store after {edits} (bytes)",
+            o[s]["store_bytes"], a[s]["store_bytes"], 1 / 20, "{:,.0f}"),
+        Row("  the notebook file (bytes)",
+            o[s]["file_bytes"], a[s]["file_bytes"], None, "{:,.0f}"),
+        Row("  its Y state as the server sent it at the first open (bytes)",
+            o[s]["encoded_state_bytes"], a[s]["encoded_state_bytes"], None, "{:,.0f}"),
+        Row("  its Y state after the edits, encoded by the reader (bytes)",
+            o[s]["encoded_state_bytes_after"], a[s]["encoded_state_bytes_after"], None,
+            "{:,.0f}"),
     ]  # fmt: skip
 
 
@@ -516,12 +562,10 @@ def main() -> None:
         if "durability" in parts:
             assert anchor_python is not None
             options = (durability.OURS_OPTIONS, durability.ANCHOR_OPTIONS)
-            for name, measure in durability.PARTS.items():
+            for name in durability.PARTS:
                 pair = start_pair(anchor_python, *options)  # fresh servers and stores
-                for server in pair:
-                    part = measure(server, plan.durability, 1)
-                    results[server.name].setdefault("durability", {})[name] = part
-                    log(f"durability {name}, {server.name}: {part}")
+                for server_name, part in run_durability(pair, plan, name).items():
+                    results[server_name].setdefault("durability", {})[name] = part
                 stop(pair)
         if anchor_exec_python is not None:  # the anchor with jupyter-server-nbmodel
             pair = start_pair(anchor_exec_python)
@@ -561,6 +605,8 @@ def main() -> None:
             )
     if "execution" in parts:
         print("\n".join(execution_notes(results)))
+    if "durability" in parts:
+        print("\n".join(durability_notes(results)))
     if any(state != report["ours_git"][0] for state in report["ours_git"]):
         print("\nwarning: this project's server code changed during the run (see ours_git)")
     print(f"\nresults: {out}")
