@@ -29,17 +29,10 @@ from ..auth import Role
 from ..documents import RoomId, kind_of
 from ..errors import BadRequest, Conflict, NotFound
 from .base import DatastoreHandler
+from .query import flag
 from .undo import parse_steps
 
 __all__ = ["ForkHandler", "TimelineHandler", "UndoRedoHandler"]
-
-
-def flag(value: str | None, name: str) -> bool:
-    if value in (None, "", "false"):
-        return False
-    if value == "true":
-        return True
-    raise BadRequest(f"{name} must be true or false, not {value[:20]!r}")
 
 
 def text_field(body: dict[str, Any], name: str) -> str:

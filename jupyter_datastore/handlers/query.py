@@ -11,13 +11,14 @@ __all__ = ["flag", "number", "whole_number"]
 
 
 def whole_number(raw: Any, name: str, low: int, high: int) -> int:
-    """An integer from `low` to `high` (a string of digits, or an int in a JSON message)."""
+    """An integer from `low` to `high`: a string of ASCII digits only (no sign, space or
+    `_`), or an int in a JSON message."""
     text = str(raw)[:40]
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f'"{name}" must be a whole number, not {text!r}') from None
-    if isinstance(raw, bool) or not low <= value <= high:
+    digits = isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 20
+    if not (digits or (isinstance(raw, int) and not isinstance(raw, bool))):
+        raise BadRequest(f'"{name}" must be a whole number, not {text!r}')
+    value = int(raw)
+    if not low <= value <= high:
         raise BadRequest(f'"{name}" must be a whole number from {low} to {high}, not {text!r}')
     return value
 

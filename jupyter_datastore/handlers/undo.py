@@ -21,9 +21,10 @@ from tornado import web
 
 from ..auth import Role
 from ..documents.roomid import RoomId
-from ..errors import BadRequest, Forbidden, NotFound
+from ..errors import Forbidden, NotFound
 from ..rooms.undo import is_named
 from .base import DatastoreHandler, authorized_to
+from .query import whole_number
 
 __all__ = ["MAX_STEPS", "RedoHandler", "UndoHandler"]
 
@@ -32,13 +33,8 @@ MAX_STEPS = 100
 
 
 def parse_steps(value: str | None) -> int:
-    if value is None:
-        return 1
-    if not (
-        value.isascii() and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= MAX_STEPS
-    ):
-        raise BadRequest(f"steps must be a whole number from 1 to {MAX_STEPS}, not {value[:20]!r}")
-    return int(value)
+    """`?steps=`: 1 when absent."""
+    return 1 if value is None else whole_number(value, "steps", 1, MAX_STEPS)
 
 
 may_change = authorized_to("write")

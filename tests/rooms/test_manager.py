@@ -97,3 +97,34 @@ async def test_stop_closes_peers_and_rooms() -> None:
     await manager.join("a", peer)
     await manager.stop()
     assert peer.closed and opener.closed == ["a"] and manager.rooms == {}
+
+
+async def test_a_discarded_room_closes_its_peers_and_a_new_open_waits_for_the_close() -> None:
+    opener = Opener()
+    manager = RoomManager(opener, idle_timeout=60)
+    peer = RecordingPeer()
+    room = await manager.join("a", peer)
+    discarding = asyncio.ensure_future(manager.discard("a", "the fork was deleted"))
+    await asyncio.sleep(0)
+    assert manager.opened("a") is None  # closing: not served
+    again = await manager.get("a")  # waits for the close, then opens anew
+    await discarding
+    assert peer.closed
+    assert again is not room and opener.closed == ["a"] and opener.opened == ["a", "a"]
+    assert manager.opened("a") is again
+    await manager.discard("nothing", "never open")  # nothing to do
+    await manager.stop()
+
+
+async def test_rooms_the_server_makes_are_pinned_or_adopted() -> None:
+    manager = RoomManager(Opener(), idle_timeout=0.05)
+    pinned, adopted = Room("state"), Room("timeline")
+    manager.pin(pinned)
+    manager.adopt(adopted)
+    with pytest.raises(ValueError, match="open already"):
+        manager.pin(Room("state"))
+    with pytest.raises(ValueError, match="open already"):
+        manager.adopt(Room("timeline"))
+    await until(lambda: "timeline" not in manager.rooms, what="the adopted room freed")
+    assert manager.rooms["state"] is pinned  # pinned: never freed while the server runs
+    await manager.stop()
