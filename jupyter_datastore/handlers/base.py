@@ -17,10 +17,12 @@ from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError
 
 from ..auth import Role
+from ..auth.live import Watched
 from ..datastore import Datastore
 from ..documents.roomid import RoomId, is_fork_id
 from ..errors import BadRequest, DatastoreError, NotFound
 from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
+from .websocket import WebSocket, keep_alive
 
 __all__ = ["DatastoreHandler", "authorized_to", "error_body", "read_json", "user_name_of"]
 
@@ -117,6 +119,38 @@ class DatastoreHandler(APIHandler):
         except DatastoreError:
             return False
         return self.may(path, Role.VIEWER)
+
+    def stream_socket(
+        self,
+        *,
+        on_message: Callable[[bytes | str], None],
+        on_closed: Callable[[], None],
+        name: str,
+        max_message_size: int,
+    ) -> WebSocket:
+        """This request's stream as our WebSocket (`websocket.py`), for a socket that
+        streams to one user (events, notifications): its login is checked again while it
+        is open (`auth/live.py`), and a lost one closes it with 4403."""
+        datastore = self.datastore
+        watched = Watched(
+            self.user_name, self, lambda exc: socket.close(exc.close_code, exc.reason())
+        )
+
+        def closed() -> None:
+            datastore.live.discard(watched)
+            on_closed()
+
+        socket = WebSocket(
+            self.detach(),
+            on_message=on_message,
+            on_closed=closed,
+            max_message_size=max_message_size,
+            send_limit=datastore.limits.peer_send_limit,
+            keep_alive=keep_alive(self.settings),
+            name=name,
+        )
+        datastore.live.add(watched)
+        return socket
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()

@@ -40,14 +40,13 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..auth import Role
-from ..auth.live import Watched
 from ..errors import BadRequest, DatastoreError, close_reason
 from ..events.bus import EventBus, EventFilter, Subscription, Visible, event_json
 from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
 from .base import DatastoreHandler, authorized_to, read_json
 from .query import number, whole_number
-from .websocket import WebSocket, handshake_response, keep_alive
+from .websocket import WebSocket, handshake_response
 
 __all__ = [
     "EventSchemasHandler",
@@ -270,24 +269,12 @@ class SubscribeHandler(DatastoreHandler):
         datastore = self.datastore
         visible = datastore.views.visible_to(self.user_name)
         subscriber = Subscriber(datastore.events, datastore.store, batch, visible)
-        watched = Watched(
-            self.user_name, self, lambda exc: socket.close(exc.close_code, exc.reason())
-        )
-
-        def closed() -> None:
-            datastore.live.discard(watched)
-            subscriber.on_closed()
-
-        socket = WebSocket(
-            self.detach(),
+        socket = self.stream_socket(
             on_message=subscriber.on_message,
-            on_closed=closed,
-            max_message_size=MAX_CONTROL_MESSAGE,
-            send_limit=datastore.limits.peer_send_limit,
-            keep_alive=keep_alive(self.settings),
+            on_closed=subscriber.on_closed,
             name="events",
+            max_message_size=MAX_CONTROL_MESSAGE,
         )
-        datastore.live.add(watched)  # its login is checked again while it is open
         await subscriber.run(socket, response, event_filter, since)
 
 

@@ -34,14 +34,13 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
 from ..auth import Role
-from ..auth.live import Watched
 from ..errors import BadRequest
 from ..notifications import parse_time
 from .base import DatastoreHandler, authorized_to, user_name_of
 from .events import MAX_CONTROL_MESSAGE, authorize_event_socket
 from .feed import FeedReader
 from .query import flag, whole_number
-from .websocket import WebSocket, handshake_response, keep_alive
+from .websocket import handshake_response
 
 __all__ = [
     "NotificationFeedHandler",
@@ -136,24 +135,12 @@ class NotificationFeedHandler(DatastoreHandler):
         response = handshake_response(self.request.headers)  # bad query, bad handshake: HTTP
         datastore = self.datastore
         reader = FeedReader(datastore.notifications, recipient, since)
-        watched = Watched(  # its login is checked again while it is open
-            recipient, self, lambda exc: socket.close(exc.close_code, exc.reason())
-        )
-
-        def closed() -> None:
-            datastore.live.discard(watched)
-            reader.on_closed()
-
-        socket = WebSocket(
-            self.detach(),
+        socket = self.stream_socket(
             on_message=reader.on_message,
-            on_closed=closed,
-            max_message_size=MAX_CONTROL_MESSAGE,
-            send_limit=datastore.limits.peer_send_limit,
-            keep_alive=keep_alive(self.settings),
+            on_closed=reader.on_closed,
             name="notifications",
+            max_message_size=MAX_CONTROL_MESSAGE,
         )
-        datastore.live.add(watched)
         await reader.run(socket, response)
 
 
