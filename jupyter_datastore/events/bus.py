@@ -44,7 +44,7 @@ from referencing.exceptions import NoInternalID, Unresolvable
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
 from ..protocol.frames import Outgoing
-from ..store.base import Store, StoredEvent
+from ..store.base import NewEvent, Store, StoredEvent
 from .catalog import load_schemas
 from .outbox import Outbox
 
@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 MAX_EVENT_SIZE = 1 << 20  # bytes of an event's data, as JSON
 _REPLAY_PAGE = 1000
 _ENCODED_KEPT = 4096  # recent events kept encoded for the subscribers still to send them
+MAX_EVENT_BATCH = 1000
+"""Events stored in one commit at most."""
 PRUNE_EVERY = 1000
 """Events stored between two prunings of the log (a tenth of `keep` when that is fewer):
 the log holds at most `keep` events and this many more."""
@@ -216,6 +218,9 @@ class EventBus:
         self._register = logger.register_event_schema
         self._client_schemas: set[str] = set()  # registered over REST, now or in a past run
         self._appended = 0  # events stored since the last pruning
+        self._waiting: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
+        """Events to store with the next commit, and who waits for each."""
+        self._writer: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
 
     # --- life cycle ---
@@ -241,8 +246,9 @@ class EventBus:
         """Stop storing: events emitted after this (jupyter_server shuts kernels down after
         its extensions have stopped) go to the EventLogger's other listeners only."""
         self.logger.register_event_schema = self._register  # type: ignore[method-assign]
-        if self._pruning is not None:
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        for task in (self._writer, self._pruning):  # what was emitted is stored first
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         for schema_id in self._listening:
             self.logger.remove_listener(schema_id=schema_id, listener=self._heard)
         self._listening.clear()
@@ -420,16 +426,41 @@ class EventBus:
         return message
 
     async def _append(self, schema_id: str, version: str, data: dict[str, Any]) -> StoredEvent:
-        event = await self.store.append_event(schema_id, version, utc_timestamp(), data)
-        self._appended += 1
+        """Store an event, in one commit with the others waiting meanwhile (group commit:
+        a burst of events costs a few commits, not one each), then hand it to the
+        subscriptions; events reach them in id order."""
+        waiting: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
+        self._waiting.append((NewEvent(schema_id, version, utc_timestamp(), data), waiting))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_waiting())
+        return await waiting
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:MAX_EVENT_BATCH]
+            del self._waiting[:MAX_EVENT_BATCH]
+            try:
+                events = await self.store.append_events([new for new, _ in batch])
+            except Exception as exc:  # each caller gets it (a StoreError, say)
+                for _, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(exc)
+                continue
+            self._count(len(events))
+            for event, (_, waiting) in zip(events, batch, strict=True):
+                for subscription in list(self.subscriptions):
+                    subscription.offer(event)
+                if not waiting.done():
+                    waiting.set_result(event)
+
+    def _count(self, stored: int) -> None:
+        """Prune the log after every `PRUNE_EVERY` events stored (a tenth of `keep`)."""
+        self._appended += stored
         if self._appended >= min(PRUNE_EVERY, max(1, self.keep // 10)) and (
             self._pruning is None or self._pruning.done()
         ):
             self._appended = 0
             self._pruning = asyncio.ensure_future(self._prune())
-        for subscription in list(self.subscriptions):
-            subscription.offer(event)
-        return event
 
     async def _prune(self) -> None:
         """Keep the log to `keep` events while the server runs (not only at start)."""

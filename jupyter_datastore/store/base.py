@@ -20,7 +20,7 @@ import lzma
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pycrdt import merge_updates
 
@@ -29,6 +29,7 @@ from ..errors import StoreCorrupt
 __all__ = [
     "DocumentInfo",
     "HistoryPoint",
+    "NewEvent",
     "Retention",
     "Store",
     "StoredDocument",
@@ -130,6 +131,15 @@ class DocumentInfo:
     last_seq: int
     saved_seq: int | None
     updated: float
+
+
+class NewEvent(NamedTuple):
+    """An event to append: the log gives it its id."""
+
+    schema_id: str
+    version: str
+    timestamp: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -249,10 +259,16 @@ class Store(ABC):
     # --- the event log (see `events/`) ---
 
     @abstractmethod
+    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Durably append events in one commit; returns them with their ids (growing, in
+        the order given) once committed."""
+
     async def append_event(
         self, schema_id: str, version: str, timestamp: str, data: dict[str, Any]
     ) -> StoredEvent:
-        """Durably append an event; returns it with its id once committed."""
+        """Durably append one event; returns it with its id once committed."""
+        [event] = await self.append_events([NewEvent(schema_id, version, timestamp, data)])
+        return event
 
     @abstractmethod
     async def read_events(

@@ -22,6 +22,7 @@ from .base import (
     RAW,
     DocumentInfo,
     HistoryPoint,
+    NewEvent,
     Retention,
     Store,
     StoredDocument,
@@ -352,19 +353,23 @@ class SQLStore(Store):
 
     # --- the event log ---
 
-    async def append_event(
-        self, schema_id: str, version: str, timestamp: str, data: dict[str, Any]
-    ) -> StoredEvent:
+    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         def write() -> Steps:
             yield from self._event_order()
-            found = yield (
-                "INSERT INTO events (schema_id, version, timestamp, data)"
-                " VALUES (?, ?, ?, ?) RETURNING id",
-                (schema_id, version, timestamp, json.dumps(data)),
-            )
-            return int(found[0][0])
+            ids = []
+            for event in events:
+                found = yield (
+                    "INSERT INTO events (schema_id, version, timestamp, data)"
+                    " VALUES (?, ?, ?, ?) RETURNING id",
+                    (event.schema_id, event.version, event.timestamp, json.dumps(event.data)),
+                )
+                ids.append(int(found[0][0]))
+            return ids
 
-        return StoredEvent(await self._write(write()), schema_id, version, timestamp, data)
+        if not events:
+            return []
+        ids = await self._write(write())
+        return [StoredEvent(i, *event) for i, event in zip(ids, events, strict=True)]
 
     async def read_events(
         self, since: int, *, schema_ids: Sequence[str] = (), limit: int = 1000

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from jupyter_events import EventLogger
+from yclient import eventually
 
 from jupyter_datastore.errors import BadRequest, Conflict, Forbidden
 from jupyter_datastore.events.bus import EventBus, EventFilter, Subscription
@@ -99,3 +100,22 @@ async def test_catch_up_then_live_delivers_each_event_once(bus) -> None:
     replayed = list(await bus.catch_up(subscription, first.id))
     live = await asyncio.wait_for(subscription.next(), 5) if subscription.queue else []
     assert [e.data["n"] for e in replayed + live] == [1, 2, 3, 4]
+
+
+async def test_a_burst_of_events_is_stored_in_a_few_commits_in_order(bus) -> None:
+    bus.logger.register_event_schema(SCHEMA)
+    subscription = bus.subscribe(EventFilter.parse({"schema_ids": [SCHEMA["$id"]]}))
+    commits_before = bus.store._writes  # type: ignore[attr-defined]  # SQLite's commit count
+    for n in range(500):  # as 500 cells submitted at once each emit one event
+        bus.emit(SCHEMA["$id"], {"n": n})
+
+    async def all_stored() -> bool:
+        return len(await bus.replay(0, EventFilter())) >= 500
+
+    await eventually(all_stored)
+    commits = bus.store._writes - commits_before  # type: ignore[attr-defined]
+    assert commits <= 50, f"{commits} commits for 500 events"
+    delivered = [e.data["n"] for e in subscription.queue]
+    assert delivered == list(range(500))  # each once, in the order emitted (and of their ids)
+    ids = [e.id for e in subscription.queue]
+    assert ids == sorted(ids)
