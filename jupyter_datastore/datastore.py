@@ -222,20 +222,23 @@ class Datastore:
             room.awareness_view = self._presence_view
         return room
 
+    def may_view(self, user: str | None, path: Any) -> bool:
+        """Whether `user` may view what a path names (the one path check first: a path
+        that is malformed or leaves the root is not viewable)."""
+        if not isinstance(path, str):
+            return False
+        try:
+            return self.permissions.role(user, self.paths.real(path)) >= Role.VIEWER
+        except DatastoreError:
+            return False
+
     def _presence_view(
         self, user: str | None, entries: list[AwarenessEntry]
     ) -> list[AwarenessEntry]:
         """Global presence as `user` sees it: the paths of documents they may view only."""
         if self.permissions.sees_everything(user):
             return entries
-
-        def may_view(path: str) -> bool:
-            try:
-                return self.permissions.role(user, self.paths.real(path)) >= Role.VIEWER
-            except DatastoreError:
-                return False
-
-        return presence_entries(entries, may_view)
+        return presence_entries(entries, lambda path: self.may_view(user, path))
 
     def root_room(self, name: str) -> str:
         """The document room a room stands for: a fork's or timeline's root, else itself."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tornado import web
 
 from ..errors import DatastoreError, Forbidden
+from ..state.views import hidden_kernels
 from .roles import Role
 from .routes import ALLOW, OURS, OWNER, ROUTES, Decision, Need, Resolver, class_name
 
@@ -173,14 +174,7 @@ class Gate:
         }
 
     def _visible(self, handler: Any, path: Any) -> bool:
-        if not isinstance(path, str):
-            return False
-        user = getattr(handler.current_user, "username", None)
-        try:
-            real = self.datastore.paths.real(path)
-        except DatastoreError:
-            return False
-        return self.datastore.permissions.role(user, real) >= Role.VIEWER
+        return self.datastore.may_view(_user(handler), path)
 
     def _listing(self, handler: Any, model: Any) -> Any:
         if isinstance(model, dict) and model.get("type") == "directory":
@@ -207,18 +201,16 @@ class Gate:
         return model
 
     def _terminals(self, handler: Any, model: Any) -> Any:
-        user = getattr(handler.current_user, "username", None)
-        return model if self.datastore.permissions.role(user, "") >= Role.RUNNER else []
+        return model if self.datastore.permissions.role(_user(handler), "") >= Role.RUNNER else []
 
     async def _hidden_kernels(self, handler: Any) -> set[str]:
         """The kernels that serve only notebooks the user may not view."""
-        shown: set[str] = set()
-        hidden: set[str] = set()
-        for model in await self.datastore.executor.sessions.list_sessions():
-            kernel_id = str((model.get("kernel") or {}).get("id"))
-            visible = self._visible(handler, model.get("path"))
-            (shown if visible else hidden).add(kernel_id)
-        return hidden - shown
+        sessions = await self.datastore.executor.sessions.list_sessions()
+        return hidden_kernels(sessions, lambda path: self._visible(handler, path))
+
+
+def _user(handler: Any) -> str | None:
+    return getattr(handler.current_user, "username", None)
 
 
 def is_ours(cls: type) -> bool:

@@ -14,7 +14,6 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..auth import Role
 from ..state.views import view_of
 from .base import DatastoreHandler
 
@@ -28,7 +27,7 @@ class _Base(DatastoreHandler):
         snapshot = self.datastore.state.snapshot()
         if self.datastore.permissions.sees_everything(self.user_name):
             return snapshot
-        return view_of(snapshot, lambda path: self.may(path, Role.VIEWER))
+        return view_of(snapshot, lambda path: self.datastore.may_view(self.user_name, path))
 
 
 class StateHandler(_Base):

@@ -9,10 +9,10 @@ root; kernel specs and the server's status as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["view_of"]
+__all__ = ["hidden_kernels", "view_of"]
 
 BY_PATH = ("sessions", "executions", "documents", "contents")
 
@@ -27,14 +27,25 @@ def view_of(snapshot: dict[str, Any], may_view: Callable[[str], bool]) -> dict[s
             for key, entry in entries.items()
             if isinstance(entry, dict) and may_view(str(entry.get("path") or ""))
         }
-    sessions = (snapshot.get("sessions") or {}).values()
-    hidden = {_kernel_id(s) for s in sessions} - {_kernel_id(s) for s in view["sessions"].values()}
+    hidden = hidden_kernels((snapshot.get("sessions") or {}).values(), may_view)
     view["kernels"] = {
         key: entry for key, entry in (snapshot.get("kernels") or {}).items() if key not in hidden
     }
     if not may_view(""):
         view["terminals"] = {}
     return view
+
+
+def hidden_kernels(sessions: Iterable[Any], may_view: Callable[[str], bool]) -> set[Any]:
+    """The ids of the kernels whose sessions are all of notebooks `may_view` refuses (a
+    kernel that serves no notebook is not among them)."""
+    shown: set[Any] = set()
+    hidden: set[Any] = set()
+    for session in sessions:
+        path = session.get("path") if isinstance(session, dict) else None
+        visible = isinstance(path, str) and may_view(path)
+        (shown if visible else hidden).add(_kernel_id(session))
+    return hidden - shown
 
 
 def _kernel_id(session: Any) -> Any:
