@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import os
 import subprocess
 import sys
@@ -153,10 +154,10 @@ async def test_execution_records_through_a_full_disk(make_server, tmp_path: Path
             def faults() -> list[dict[str, Any]]:
                 return [e for e in events.of(STORE_FAULT) if e.get("what") == "execution_records"]
 
-            await until(lambda: faults(), timeout=30, what="the recovery event")
-            # The event of the fault itself could not be kept in the failing store's event
-            # log, which feeds subscribers: it reached the server's log, once.
-            (recovered,) = faults()
+            await until(lambda: len(faults()) == 2, timeout=30, what="the recovery event")
+            # The event log waited for the store too: the fault's event, then its end.
+            fault, recovered = faults()
+            assert fault["recovered"] is False
             assert recovered["recovered"] is True
             assert recovered["operation"] == "put_executions"
             assert recovered["room_id"] is None  # the whole store: for owners
@@ -200,3 +201,53 @@ def test_a_damaged_store_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert "not a database" in done.stderr
     assert "jupyter-datastore store verify" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_save_the_store_cannot_note_stands_and_is_noted_later(
+    make_server, tmp_path: Path
+) -> None:
+    """The store refuses to note a save (a real SQLite trigger fails the update of the saved
+    mark): the file is written all the same, owners are told once by a store_fault event,
+    and the note is made once the store takes it again, which a restart then relies on."""
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / "noted.ipynb", notebook(code_cell("start", "c1")))
+    store = tmp_path / "store.db"
+    srv = make_server([f"--store={store}", "--DatastoreApp.autosave=False"], root=root)
+    events = await EventSocket.connect(srv.url, srv.token)
+    a = await YClient.connect(srv.url, srv.token, "noted.ipynb")
+
+    def saves_faults() -> list[dict[str, Any]]:
+        return [e for e in events.of(STORE_FAULT) if e.get("what") == "document_saves"]
+
+    try:
+        with sqlite3.connect(store) as db:
+            db.execute(
+                "CREATE TRIGGER refuse_saved BEFORE UPDATE OF saved_seq ON documents"
+                " BEGIN SELECT RAISE(ABORT, 'the store refuses'); END"
+            )
+        type_into(a, " one")
+        assert (await a.save(1))["status"] == "success"  # the file holds it: the save stands
+        assert sources(read_notebook(root / "noted.ipynb")) == ["start one"]
+        await until(lambda: saves_faults(), what="the fault event")
+        (fault,) = saves_faults()
+        assert fault["recovered"] is False and fault["operation"] == "mark_saved"
+        assert str(fault["room_id"]).startswith("json:notebook:")
+
+        with sqlite3.connect(store) as db:
+            db.execute("DROP TRIGGER refuse_saved")
+        type_into(a, " two")
+        assert (await a.save(2))["status"] == "success"
+        await until(lambda: len(saves_faults()) == 2, what="the recovery event")
+        assert [f["recovered"] for f in saves_faults()] == [False, True]
+    finally:
+        await a.close()
+        await events.close()
+    srv.restart()  # the store's mark and the file agree: nothing is merged or saved again
+    b = await YClient.connect(srv.url, srv.token, "noted.ipynb")
+    try:
+        assert cell_source(b) == "start one two"
+        assert sources(read_notebook(root / "noted.ipynb")) == ["start one two"]
+    finally:
+        await b.close()
+    srv.stop()

@@ -35,6 +35,7 @@ from pycrdt import Doc, Map
 
 from ..errors import DatastoreError, NotFound, StoreError
 from ..events.catalog import DOCUMENT, Emit, no_emit
+from ..events.faults import FaultReport
 from ..rooms.room import Room, RoomOwner, RoomSettings
 from ..store.base import Retention, Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
@@ -109,6 +110,11 @@ class DocumentSession(RoomOwner):
         self.ids = ids
         self.policy = policy
         self.emit = emit
+        self._faults = FaultReport(
+            emit, what="document_saves", subject="saves", log=log, room_id=str(room_id)
+        )
+        self._unnoted = False
+        """The file holds `_saved_seq`, but the store could not note it yet."""
         self.retention = Retention()
         self.missing = False
         """The file is gone from disk: autosave stops until it is back or saved explicitly."""
@@ -296,17 +302,34 @@ class DocumentSession(RoomOwner):
         if not written:
             file_hash, signature = self._file_hash, self._signature  # the file already holds this
         else:
-            await self.store.mark_saving(self.room.name, seq)
+            try:  # before writing: a crash half way must be recognised at the next start
+                await self.store.mark_saving(self.room.name, seq)
+            except StoreError as exc:
+                self._faults.failed("mark_saving", exc)
+                raise
             file_hash, signature = await self.io.write(self.path, self.kind, content, data)
             self._set_missing(False)
         # The file holds our content from here on, whatever the store says next: known at
         # once, so that a store failing to note the save never makes our own write look like
         # a change made outside (and merged back into the room as one).
         self._saved(seq, file_hash, signature)
-        await self.store.mark_saved(self.room.name, seq, file_hash)
+        await self._note_saved()
         self._set_state(dirty=False, hash=file_hash)
         if written or explicit:  # an autosave that found nothing to write says nothing
             self._event("saved", explicit=explicit, written=written)
+
+    async def _note_saved(self) -> None:
+        """Note the save in the store. If the store fails, the save stands (the file holds
+        the content; a restart recognises it by the `saving` mark) and the note is made
+        again at the next save or when the room closes."""
+        try:
+            await self.store.mark_saved(self.room.name, self._saved_seq, self._file_hash)
+        except StoreError as exc:
+            self._faults.failed("mark_saved", exc)
+            self._unnoted = True
+            return
+        self._unnoted = False
+        self._faults.succeeded()
 
     # --- out-of-band changes ---
 
@@ -391,6 +414,8 @@ class DocumentSession(RoomOwner):
             await asyncio.gather(self._save_task, return_exceptions=True)
         if self.room.seq > self._saved_seq and not self.missing and self.policy.autosave:
             await self.save()
+        elif self._unnoted:
+            await self._note_saved()
         await self.room.flushed()
         try:
             # The room takes no more changes: its last step is over, not under way.

@@ -12,6 +12,14 @@ then emitted on the EventLogger too, so its logging handlers and other listeners
 the bus's own listener recognises them (a context variable, which the listener task
 inherits) and does not store them twice.
 
+When the store fails, the events the server emitted are kept in memory, in order, and
+written again with back-off (`retry_delay` doubling up to 5 s) until the store takes them,
+so subscribers get them late but get them; at most `MAX_KEPT` are kept, and beyond that
+the oldest are dropped with an error in the log. The outage is told once by a `store_fault`
+event (`what`: `event_log`, for owners) and its end once, with `recovered: true`; both are
+stored, after the events kept meanwhile. An event posted over REST is not kept: its caller
+gets the store's error (503) at once and may post again.
+
 Subscriptions have bounded queues: a subscriber more than `limit` events behind is closed
 with the reason `overflow`, and resumes from its last id.
 
@@ -26,6 +34,7 @@ the server emits have no `__posted_by__`. Who sees which event is decided by the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -46,6 +55,7 @@ from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
 from ..protocol.frames import Outgoing
 from ..store.base import NewEvent, Store, StoredEvent
 from .catalog import load_schemas
+from .faults import FaultReport
 from .outbox import Outbox
 
 __all__ = [
@@ -66,6 +76,8 @@ _REPLAY_PAGE = 1000
 _ENCODED_KEPT = 4096  # recent events kept encoded for the subscribers still to send them
 MAX_EVENT_BATCH = 1000
 """Events stored in one commit at most."""
+MAX_KEPT = 10_000
+"""Events the server emitted, kept in memory while the store fails; the oldest go first."""
 PRUNE_EVERY = 1000
 """Events stored between two prunings of the log (a tenth of `keep` when that is fewer):
 the log holds at most `keep` events and this many more."""
@@ -206,20 +218,45 @@ class Subscription(Outbox[StoredEvent]):
                 self.put(event)
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """An event to store and who waits for it; `kept` through a store outage."""
+
+    event: NewEvent
+    future: asyncio.Future[StoredEvent]
+    kept: bool
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
 class EventBus:
-    def __init__(self, logger: EventLogger, store: Store, *, keep: int = 100_000) -> None:
+    def __init__(
+        self,
+        logger: EventLogger,
+        store: Store,
+        *,
+        keep: int = 100_000,
+        retry_delay: float = 0.1,
+    ) -> None:
         self.logger = logger
         self.store = store
         self.keep = keep
         self.subscriptions: set[Subscription] = set()
         self._listening: set[str] = set()
         self._stopped = False
+        self._stopping = False
         self._outgoing: OrderedDict[int, Outgoing] = OrderedDict()
         self._register = logger.register_event_schema
         self._client_schemas: set[str] = set()  # registered over REST, now or in a past run
         self._appended = 0  # events stored since the last pruning
-        self._waiting: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
+        self._waiting: list[_Waiting] = []
         """Events to store with the next commit, and who waits for each."""
+        self.retry_delay = retry_delay
+        self.faults = FaultReport(self.emit, what="event_log", subject="events", log=log)
+        self._retry_now = asyncio.Event()
+        """Set when an event is posted during an outage: its caller waits, so try at once."""
         self._writer: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
 
@@ -244,8 +281,11 @@ class EventBus:
 
     async def stop(self) -> None:
         """Stop storing: events emitted after this (jupyter_server shuts kernels down after
-        its extensions have stopped) go to the EventLogger's other listeners only."""
+        its extensions have stopped) go to the EventLogger's other listeners only. Events
+        kept through a store outage get one last try."""
         self.logger.register_event_schema = self._register  # type: ignore[method-assign]
+        self._stopping = True
+        self._retry_now.set()
         for task in (self._writer, self._pruning):  # what was emitted is stored first
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
@@ -394,7 +434,7 @@ class EventBus:
         except RecursionError as exc:  # a $ref that leads back to itself
             raise BadRequest(f"event schema {schema_id!r} refers to itself without end") from exc
         stored = {**data, POSTED_BY: {"username": user}}
-        event = await self._append(schema_id, str(schema.version), stored)
+        event = await self._append(schema_id, str(schema.version), stored, kept=False)
         token = _posted.set(True)
         try:
             self.logger.emit(schema_id=schema_id, data=data)
@@ -410,8 +450,8 @@ class EventBus:
             version = str(self.schema(schema_id).version)
             emitted = {key: value for key, value in data.items() if key != POSTED_BY}
             await self._append(schema_id, version, emitted)
-        except StoreError as exc:  # the store's own fault, reported by the store_fault event
-            log.error("cannot store an event of %s: %s", schema_id, exc.detail)
+        except StoreError as exc:  # dropped: kept too long, or the server stops meanwhile
+            log.error("an event of %s is lost: %s", schema_id, exc.detail)
         except Exception:
             log.exception("cannot store an event of %s", schema_id)
 
@@ -425,33 +465,68 @@ class EventBus:
                 self._outgoing.popitem(last=False)
         return message
 
-    async def _append(self, schema_id: str, version: str, data: dict[str, Any]) -> StoredEvent:
+    async def _append(
+        self, schema_id: str, version: str, data: dict[str, Any], *, kept: bool = True
+    ) -> StoredEvent:
         """Store an event, in one commit with the others waiting meanwhile (group commit:
         a burst of events costs a few commits, not one each), then hand it to the
-        subscriptions; events reach them in id order."""
+        subscriptions; events reach them in id order. `kept`: through a store outage (see
+        the module docstring); else the store's error is raised at once."""
         waiting: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
-        self._waiting.append((NewEvent(schema_id, version, utc_timestamp(), data), waiting))
+        new = NewEvent(schema_id, version, utc_timestamp(), data)
+        self._waiting.append(_Waiting(new, waiting, kept))
+        if not kept:
+            self._retry_now.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_waiting())
         return await waiting
 
     async def _write_waiting(self) -> None:
+        delay = self.retry_delay
         while self._waiting:
             batch = self._waiting[:MAX_EVENT_BATCH]
             del self._waiting[:MAX_EVENT_BATCH]
             try:
-                events = await self.store.append_events([new for new, _ in batch])
-            except Exception as exc:  # each caller gets it (a StoreError, say)
-                for _, waiting in batch:
-                    if not waiting.done():
-                        waiting.set_exception(exc)
+                events = await self.store.append_events([item.event for item in batch])
+            except StoreError as exc:
+                self.faults.failed("append_events", exc)
+                self._keep([item for item in batch if item.kept], exc)
+                for item in batch:
+                    if not item.kept:
+                        item.fail(exc)
+                if self._waiting:
+                    await self._wait_to_retry(delay)
+                    delay = min(delay * 2, 5.0)
                 continue
+            except Exception as exc:  # each caller gets it
+                for item in batch:
+                    item.fail(exc)
+                continue
+            delay = self.retry_delay
             self._count(len(events))
-            for event, (_, waiting) in zip(events, batch, strict=True):
+            for event, item in zip(events, batch, strict=True):
                 for subscription in list(self.subscriptions):
                     subscription.offer(event)
-                if not waiting.done():
-                    waiting.set_result(event)
+                if not item.future.done():
+                    item.future.set_result(event)
+            if not self._waiting:
+                self.faults.succeeded()  # its event starts the next round
+
+    def _keep(self, failed: list[_Waiting], exc: StoreError) -> None:
+        """Put events back in front of the queue for the retry; the oldest beyond
+        `MAX_KEPT` are dropped (their listeners log it), or all once the bus stops."""
+        self._waiting[:0] = failed
+        dropped = len(self._waiting) - (0 if self._stopping else MAX_KEPT)
+        if dropped > 0:
+            log.error("%d events are lost: the store has failed too long (%s)", dropped, exc)
+            for item in self._waiting[:dropped]:
+                item.fail(exc)
+            del self._waiting[:dropped]
+
+    async def _wait_to_retry(self, delay: float) -> None:
+        self._retry_now.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._retry_now.wait(), delay)
 
     def _count(self, stored: int) -> None:
         """Prune the log after every `PRUNE_EVERY` events stored (a tenth of `keep`)."""

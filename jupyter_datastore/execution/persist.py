@@ -20,7 +20,8 @@ import logging
 from collections.abc import Callable, Iterable
 
 from ..errors import StoreError
-from ..events.catalog import STORE_FAULT, Emit, no_emit
+from ..events.catalog import Emit, no_emit
+from ..events.faults import FaultReport
 from ..store.base import Store
 from .records import ExecutionRecord
 
@@ -47,9 +48,7 @@ class RecordWriter:
         """Called with each record once its latest state is in the store."""
         self.first_delay = first_delay
         self.max_delay = max_delay
-        self.fault: str | None = None
-        """The error of the store outage under way, if one is."""
-        self._attempts = 0
+        self.faults = FaultReport(emit, what=WHAT, subject="execution records", log=log)
         self._pending: dict[str, ExecutionRecord] = {}
         self._wake = asyncio.Event()
         self._retry: asyncio.Task[None] | None = None
@@ -70,8 +69,7 @@ class RecordWriter:
             self._pending[record.id] = record
             self._failed(exc)
             return
-        if self.fault is not None:
-            self._recovered()
+        self.faults.succeeded()
         self.on_durable(record)
 
     async def write_now(self, records: list[ExecutionRecord]) -> None:
@@ -83,8 +81,8 @@ class RecordWriter:
             raise
         if self._pending:
             self._wake.set()  # the store takes writes again: retry the kept ones now
-        elif self.fault is not None:
-            self._recovered()
+        else:
+            self.faults.succeeded()
         for record in records:
             self.on_durable(record)
 
@@ -110,14 +108,13 @@ class RecordWriter:
         if rows:
             await self.store.put_executions(rows)
 
+    @property
+    def fault(self) -> str | None:
+        """The error of the store outage under way, if one is."""
+        return self.faults.fault
+
     def _failed(self, exc: StoreError) -> None:
-        self._attempts += 1
-        if self.fault is None:  # once per outage, not at every retry
-            self.fault = str(exc) or type(exc).__name__
-            log.error("the store cannot take execution records; retrying: %s", self.fault)
-            self._event(recovered=False)
-        else:
-            log.debug("execution records still cannot be stored: %s", exc)
+        self.faults.failed("put_executions", exc)
         if self._pending and (self._retry is None or self._retry.done()):
             self._retry = asyncio.ensure_future(self._retrying())
 
@@ -141,22 +138,5 @@ class RecordWriter:
             if self._pending:  # changed while the batch was written
                 self._wake.set()
                 continue
-            if self.fault is not None:
-                self._recovered()
+            self.faults.succeeded()
             return
-
-    def _recovered(self) -> None:
-        log.warning("the store takes execution records again (%d failed tries)", self._attempts)
-        self._event(recovered=True)
-        self.fault, self._attempts = None, 0
-
-    def _event(self, *, recovered: bool) -> None:
-        data = {
-            "operation": "put_executions",
-            "what": WHAT,
-            "detail": self.fault or "",
-            "room_id": None,
-            "recovered": recovered,
-            "attempts": max(self._attempts, 1),
-        }
-        self.emit(STORE_FAULT, data)

@@ -135,7 +135,10 @@ class SQLiteStore(SQLStore):
             self._checkpointer = None
         if self._db is not None:
             if not self._in_memory:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:  # a full disk: the log is applied at next open
+                    log.warning("cannot checkpoint %s at close: %s", self.path, exc)
             self._db.close()
             self._db = None
 

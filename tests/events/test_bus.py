@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from jupyter_events import EventLogger
-from yclient import eventually
+from yclient import eventually, until
 
 from jupyter_datastore.errors import BadRequest, Conflict, Forbidden
 from jupyter_datastore.events.bus import EventBus, EventFilter, Subscription
@@ -119,3 +119,54 @@ async def test_a_burst_of_events_is_stored_in_a_few_commits_in_order(bus) -> Non
     assert delivered == list(range(500))  # each once, in the order emitted (and of their ids)
     ids = [e.id for e in subscription.queue]
     assert ids == sorted(ids)
+
+
+async def test_events_emitted_while_the_store_fails_are_kept_and_stored_in_order(
+    tmp_path,
+) -> None:
+    """A full disk (a real tmpfs): the server's events wait in memory and reach subscribers,
+    in order, once the disk has room; a posted event is refused at once; the outage is told
+    once, and its end once, by store_fault events that are stored too."""
+    from test_store_faults import fill, small_disk
+
+    from jupyter_datastore.errors import StoreError
+    from jupyter_datastore.events.catalog import STORE_FAULT
+
+    big = "x" * 200_000  # more than the slack the write-ahead log may have left
+    with small_disk(tmp_path / "disk") as disk:
+        store = SQLiteStore(str(disk / "store.db"))
+        await store.start()
+        bus = EventBus(EventLogger(), store, keep=1000, retry_delay=0.05)
+        await bus.start()
+        try:
+            bus.logger.register_event_schema({**SCHEMA, "properties": {"n": {}, "pad": {}}})
+            await bus.register({**SCHEMA, "$id": "https://example.org/posted/v1"})
+            subscription = bus.subscribe(EventFilter())
+            filler = fill(disk)
+            for n in range(5):
+                bus.emit(SCHEMA["$id"], {"n": n, "pad": big})
+            await until(lambda: bus.faults.fault is not None, what="the outage seen")
+            with pytest.raises(StoreError):  # its caller waits: refused, not kept
+                await bus.post("https://example.org/posted/v1", "1", {"n": 99})
+            assert not [e for e in subscription.queue if e.schema_id == SCHEMA["$id"]]
+
+            filler.unlink()
+            await until(lambda: bus.faults.fault is None, what="the outage over")
+            await bus.logger.gather_listeners()
+
+            async def recovered_stored() -> bool:
+                stored = await bus.replay(0, EventFilter.parse({"schema_ids": [STORE_FAULT]}))
+                return [e.data["recovered"] for e in stored] == [False, True]
+
+            await eventually(recovered_stored)
+            ours = [e.data["n"] for e in subscription.queue if e.schema_id == SCHEMA["$id"]]
+            assert ours == [0, 1, 2, 3, 4]  # each once, in the order emitted
+            faults = [e.data for e in subscription.queue if e.schema_id == STORE_FAULT]
+            assert [(f["what"], f["recovered"]) for f in faults] == [
+                ("event_log", False),
+                ("event_log", True),
+            ]
+            assert 99 not in [e.data.get("n") for e in subscription.queue]
+        finally:
+            await bus.stop()
+            await store.close()
