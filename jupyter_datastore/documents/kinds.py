@@ -17,7 +17,7 @@ from pycrdt import Doc, Map, Text
 from ..errors import BadRequest, DocumentError
 from . import notebook
 from .text import apply_text
-from .ybuild import notebook_update
+from .ybuild import Built, notebook_update
 
 __all__ = ["KINDS", "DocumentKind", "kind_of"]
 
@@ -33,7 +33,7 @@ class DocumentKind(ABC):
         """Content from what the contents manager returned for this format."""
 
     @abstractmethod
-    def build(self, content: Any, path: str) -> bytes:
+    def build(self, content: Any, path: str) -> Built:
         """The Yjs update of a fresh document holding `content`, the same bytes every time.
 
         The `state` map starts with `path` and `dirty: false`, as jupyter_ydoc's loaders set.
@@ -74,7 +74,7 @@ class NotebookKind(DocumentKind):
                 raise DocumentError(f"the notebook is not valid JSON: {exc}") from exc
         return notebook.parse(model_content)
 
-    def build(self, content: Any, path: str) -> bytes:
+    def build(self, content: Any, path: str) -> Built:
         return notebook_update(notebook.for_document(content), {"dirty": False, "path": path})
 
     def read(self, doc: Doc[Any]) -> Any:
@@ -100,12 +100,12 @@ class TextKind(DocumentKind):
     def parse(self, model_content: Any) -> Any:
         return str(model_content)
 
-    def build(self, content: Any, path: str) -> bytes:
+    def build(self, content: Any, path: str) -> Built:
         doc = _fresh(path)
         text = doc.get("source", type=Text)
         if content:
             text += content
-        return doc.get_update()
+        return Built(doc.get_update(), doc.get_state())
 
     def read(self, doc: Doc[Any]) -> Any:
         return str(doc.get("source", type=Text))
@@ -132,10 +132,10 @@ class BlobKind(DocumentKind):
             else bytes(model_content)
         )
 
-    def build(self, content: Any, path: str) -> bytes:
+    def build(self, content: Any, path: str) -> Built:
         doc = _fresh(path)
         doc.get("source", type=Map)["bytes"] = content
-        return doc.get_update()
+        return Built(doc.get_update(), doc.get_state())
 
     def read(self, doc: Doc[Any]) -> Any:
         return bytes(doc.get("source", type=Map).get("bytes", b""))

@@ -36,6 +36,7 @@ from pycrdt import Doc, Map
 from ..errors import DatastoreError, NotFound, StoreError
 from ..events.catalog import DOCUMENT, Emit, no_emit
 from ..events.faults import FaultReport
+from ..gcpause import cycles_uncollected
 from ..rooms.room import Room, RoomOwner, RoomSettings
 from ..store.base import Retention, Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256
@@ -177,7 +178,9 @@ class DocumentSession(RoomOwner):
         )
         room = session.room
         if stored is None or not stored.updates:
-            room.push(kind.build(disk.content, path), origin=LOAD)
+            with cycles_uncollected():  # tens of thousands of objects, all dropped soon
+                built = kind.build(disk.content, path)
+            room.push(built.update, origin=LOAD, state_vector=built.state_vector)
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
         else:

@@ -13,11 +13,19 @@ stream `text` is a Y.Text) in Yjs update format v1 (y-protocols `writeUpdate`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..protocol.lib0 import any_bytes, var_string, var_uint
 
-__all__ = ["notebook_update"]
+__all__ = ["Built", "notebook_update"]
+
+
+class Built(NamedTuple):
+    """A document built by the server: its update, and the state vector that update gives
+    (known as it is written, so nobody has to decode the update again to learn it)."""
+
+    update: bytes
+    state_vector: bytes
 
 # An item's info byte: its content reference (Yjs `ContentRef`) in the low 5 bits, plus flags.
 _STRING = 4
@@ -100,9 +108,10 @@ class _Writer:
         if text:
             self.array_item(holder, None, _STRING, var_string(text), _utf16_length(text))
 
-    def update(self) -> bytes:
+    def built(self) -> Built:
         # One client (0): its struct count and first clock, the structs, an empty delete set.
-        return b"\x01" + var_uint(self.count) + b"\x00\x00" + self.body + b"\x00"
+        update = b"\x01" + var_uint(self.count) + b"\x00\x00" + self.body + b"\x00"
+        return Built(update, b"\x01\x00" + var_uint(self.clock))
 
 
 def _write_output(w: _Writer, outputs: bytes, left: int | None, output: dict[str, Any]) -> int:
@@ -137,7 +146,7 @@ def _write_cell(w: _Writer, cells: bytes, left: int | None, cell: dict[str, Any]
     return clock
 
 
-def notebook_update(notebook: dict[str, Any], state: dict[str, Any]) -> bytes:
+def notebook_update(notebook: dict[str, Any], state: dict[str, Any]) -> Built:
     """Encode a notebook's content (see `documents.notebook`) and the `state` map's entries."""
     w = _Writer()
     state_map = w.root("state")
@@ -153,4 +162,4 @@ def notebook_update(notebook: dict[str, Any], state: dict[str, Any]) -> bytes:
     last = None
     for cell in notebook["cells"]:
         last = _write_cell(w, cells, last, cell)
-    return w.update()
+    return w.built()

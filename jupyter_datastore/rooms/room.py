@@ -251,7 +251,10 @@ class Room:
         if self._doc is not None:
             return self._doc.get_update()
         if self._tail:
-            self._base = merge_updates(self._base, *self._tail)
+            if self._base == EMPTY_UPDATE and len(self._tail) == 1:
+                self._base = self._tail[0]  # one update is the whole state already
+            else:
+                self._base = merge_updates(self._base, *self._tail)
             self._tail, self._tail_size = [], 0
         return self._base
 
@@ -281,10 +284,18 @@ class Room:
         except ValueError as exc:
             raise BadRequest(f"malformed state vector: {exc}") from exc
 
-    def push(self, update: bytes, origin: object = SERVER, *, user: str | None = None) -> None:
+    def push(
+        self,
+        update: bytes,
+        origin: object = SERVER,
+        *,
+        user: str | None = None,
+        state_vector: bytes | None = None,
+    ) -> None:
         """Add an update to the document; raises `BadRequest` if it is not one.
 
         `user`: whose change it is; a named user's change is one of their undo steps.
+        `state_vector`: the update's own, when the server built it (not decoded again).
         """
         if update == EMPTY_UPDATE:
             return
@@ -296,11 +307,14 @@ class Room:
                 if author is not None:
                     self._settle(author.user)
             return
-        try:
-            get_state(update)  # decodes the whole update: our validation
-        except ValueError as exc:
-            raise BadRequest(f"malformed update: {exc}") from exc
-        self._known = None
+        known = state_vector
+        if known is None:
+            try:
+                known = get_state(update)  # decodes the whole update: our validation
+            except ValueError as exc:
+                raise BadRequest(f"malformed update: {exc}") from exc
+        # The first update of an empty room is its whole state: its state vector, too.
+        self._known = known if self._base == EMPTY_UPDATE and not self._tail else None
         self._tail.append(update)
         self._tail_size += len(update)
         if len(self._tail) >= _MAX_TAIL or self._tail_size > max(len(self._base), 1 << 20):

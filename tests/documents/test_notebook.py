@@ -57,7 +57,9 @@ def rich_notebook() -> dict[str, Any]:
 
 def built(content: dict[str, Any]) -> Doc:
     doc: Doc = Doc()
-    doc.apply_update(KIND.build(content, "nb.ipynb"))
+    update, state_vector = KIND.build(content, "nb.ipynb")
+    doc.apply_update(update)
+    assert doc.get_state() == state_vector  # the one the room takes on trust
     return doc
 
 
@@ -122,7 +124,7 @@ def test_broken_notebooks_are_a_document_error(bad: str) -> None:
 
 def merged(base: dict[str, Any], room_edit: Any, disk: dict[str, Any]) -> dict[str, Any]:
     """The three-way merge a session does: disk's change applied on top of the room's edit."""
-    base_update = KIND.build(KIND.parse(base), "nb.ipynb")
+    base_update = KIND.build(KIND.parse(base), "nb.ipynb").update
     room: Doc = Doc()
     room.apply_update(base_update)
     room_edit(room)

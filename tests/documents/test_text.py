@@ -48,12 +48,12 @@ def test_edits_are_granular_so_concurrent_edits_survive() -> None:
 def test_text_and_blob_kinds_round_trip() -> None:
     text_kind, blob_kind = KINDS[("text", "file")], KINDS[("base64", "file")]
     doc: Doc = Doc()
-    doc.apply_update(text_kind.build("one\ntwo\n", "t.txt"))
+    doc.apply_update(text_kind.build("one\ntwo\n", "t.txt").update)
     assert text_kind.read(doc) == "one\ntwo\n"
     text_kind.apply(doc, "one\n2\ntwo\n")
     assert text_kind.read(doc) == "one\n2\ntwo\n"
     assert text_kind.build("x", "t") == text_kind.build("x", "t")
     blob: Doc = Doc()
-    blob.apply_update(blob_kind.build(b"\x00\xff", "b.bin"))
+    blob.apply_update(blob_kind.build(b"\x00\xff", "b.bin").update)
     assert blob_kind.read(blob) == b"\x00\xff"
     assert blob_kind.parse("AP8=") == b"\x00\xff"
