@@ -91,6 +91,53 @@ async def test_stats_compact_verify_and_export_a_real_store(make_server, tmp_pat
     assert "is not a valid Yjs update" in damaged.stdout
 
 
+async def test_verify_finds_a_lost_row_whose_successors_still_apply(
+    make_server, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    # Every row kept (step 0): one per edit, as a server stores them between compactions.
+    srv = make_server(
+        ["--DatastoreApp.autosave=False", "--DatastoreApp.store_history_step=0"], root=root
+    )
+    write_notebook(root / "nb.ipynb", notebook(code_cell("", "c1")))
+    await fill(srv, "nb.ipynb", 30)
+    srv.stop()
+    store = str(root / ".jupyter" / "datastore.db")
+    sound = store_cli("verify", f"--store={store}")
+    assert sound.returncode == 0 and "the store is sound" in sound.stdout, sound.stdout
+    [name] = [
+        d["name"]
+        for d in json.loads(store_cli("stats", f"--store={store}", "--json").stdout)["largest"]
+    ]
+
+    with sqlite3.connect(store) as db:
+        seqs = [seq for (seq,) in db.execute("SELECT seq FROM updates ORDER BY seq")]
+        at = len(seqs) // 2
+        middle, older, after = seqs[at], seqs[at - 1], seqs[at + 1]
+        (kept,) = db.execute("SELECT data FROM updates WHERE seq = ?", (middle,)).fetchone()
+        # A row overwritten by an older one (a restore gone wrong): its successors still apply.
+        db.execute(
+            "UPDATE updates SET data = (SELECT data FROM updates WHERE seq = ?) WHERE seq = ?",
+            (older, middle),
+        )
+    overwritten = store_cli("verify", f"--store={store}")
+    assert overwritten.returncode == 1, overwritten.stdout
+    assert f"problem: {name}: " in overwritten.stdout
+    assert "are waiting for clock" in overwritten.stdout
+    assert f"a row before seq {after} " in overwritten.stdout
+
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE updates SET data = ? WHERE seq = ?", (kept, middle))
+    assert store_cli("verify", f"--store={store}").returncode == 0  # as it was: sound again
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM updates WHERE seq = ?", (middle,))
+    lost = store_cli("verify", f"--store={store}")
+    assert lost.returncode == 1 and "1 problems found" in lost.stdout, lost.stdout
+    assert f"problem: {name}: " in lost.stdout and "which no row holds" in lost.stdout
+    assert f"a row before seq {after} " in lost.stdout
+
+
 def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"not a database at all" * 300)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
