@@ -120,7 +120,8 @@ class SessionExpired(DatastoreError):
 
 
 def close_reason(payload: dict[str, Any]) -> str:
-    """JSON that fits a close frame: a long `detail` or `errorReason` is shortened, never cut."""
+    """JSON that fits a close frame: a long `detail` or `errorReason` is shortened, never cut
+    (an `errorReason`, which is optional, is left out if even empty it does not fit)."""
     text = json.dumps(payload)
     for key in ("errorReason", "detail"):
         value = payload.get(key)
@@ -128,4 +129,8 @@ def close_reason(payload: dict[str, Any]) -> str:
             value = value[: len(value) * 3 // 4]
             text = json.dumps({**payload, key: value + "..." if value else ""})
         payload = json.loads(text)
+        too_long = len(text.encode()) > _MAX_CLOSE_REASON
+        if too_long and key == "errorReason" and payload.get(key) == "":
+            del payload[key]
+            text = json.dumps(payload)
     return text

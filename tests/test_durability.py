@@ -411,9 +411,10 @@ async def test_a_restart_without_the_store_tells_stale_clients_to_reload(
     cells_of(a.doc).append(new_cell("stale", "must not come back"))
 
     srv.start()
-    new_session = srv.get("/api/datastore/status")["sessionId"]
+    store_session = srv.get("/api/datastore/status")["sessionId"]
+    new_session = (await request_session(srv.url, srv.token, "memory.ipynb"))["sessionId"]
     assert new_session != old_session, "a new store is a new session"
-    assert (await request_session(srv.url, srv.token, "memory.ipynb"))["sessionId"] == new_session
+    assert new_session.startswith(store_session), "the document's session is the new store's"
     payload = await expect_reload(srv, room, old_session, a.doc)
     assert payload["sessionId"] == new_session, payload
     assert payload["reason"] == "unknown_session", payload
@@ -533,8 +534,10 @@ async def test_a_store_deleted_while_the_server_was_stopped_tells_stale_clients_
     file_now = on_disk(path)
 
     srv.start()
-    new_session = srv.get("/api/datastore/status")["sessionId"]
+    store_session = srv.get("/api/datastore/status")["sessionId"]
+    new_session = (await request_session(srv.url, srv.token, "gone.ipynb"))["sessionId"]
     assert new_session != old_session, "a new store is a new session"
+    assert new_session.startswith(store_session), "the document's session is the new store's"
     for stale in (a, b):
         payload = await expect_reload(srv, room, old_session, stale.doc)
         assert payload["sessionId"] == new_session, payload

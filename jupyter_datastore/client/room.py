@@ -10,8 +10,9 @@ room knows which edits the server holds (y-websocket has no acknowledgements of 
 
 How a connection ends decides what comes next:
 
-    1003             the server has a new store session: our history means nothing to it.
-                     Drop the doc, reopen the session, sync a fresh doc (never merge);
+    1003             the server has a new store session, or the document's rows were made
+                     again (its session id names their epoch): our history means nothing
+                     to it. Drop the doc, reopen the session, sync a fresh doc (never merge);
                      edits not acknowledged are lost, and `flush()` raises `EditsDiscarded`.
     4xxx, 1008, ...  an error: stop, and raise it to whoever waits.
     anything else    (1001 stopping, 1013 fell behind, a dropped connection): reconnect
@@ -345,7 +346,7 @@ class Room:
 
     def _reload(self) -> None:
         """Start again from the server's content, in a new doc (the old one is dropped)."""
-        log.warning("room %s: the server has a new store session; reopening", self.name)
+        log.warning("room %s: the server has a new session for it; reopening", self.name)
         self._discarded = self._discarded or self._edits > self._acked
         self._edits = self._acked = 0
         self.doc.unobserve(self._subscription)

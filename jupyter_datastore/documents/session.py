@@ -100,10 +100,13 @@ class DocumentSession(RoomOwner):
         settings: RoomSettings,
         updates: Sequence[bytes] = (),
         seq: int = 0,
+        epoch: str = "",
         emit: Emit = no_emit,
         on_closed: Callable[[], None] = lambda: None,
     ) -> None:
         self.kind = room_id.kind
+        self.epoch = epoch
+        """The epoch of the document's rows in the store (see `session_id`)."""
         self.file_id = room_id.file_id
         self.path = path
         self.io = io
@@ -139,6 +142,13 @@ class DocumentSession(RoomOwner):
             name, updates, persist=persist, seq=seq, settings=settings, emit=emit, owner=self
         )
 
+    @property
+    def session_id(self) -> str:
+        """What a client must send to join the room: the store's id and the epoch of the
+        rows the room was made from, so a client that holds the rows of a deleted document
+        is told to reload (close 1003) instead of merging them into the new ones."""
+        return self.store.document_session_id(self.epoch)
+
     # --- opening ---
 
     @classmethod
@@ -163,6 +173,14 @@ class DocumentSession(RoomOwner):
         name, kind = str(room_id), room_id.kind
         stored, disk = await asyncio.gather(store.load(name), io.read(path, kind))
         rows = [update for _, update in stored.updates] if stored is not None else []
+        if stored is not None and rows:
+            epoch = stored.epoch
+        else:
+            # Built from the file below, with Yjs items of its own: no client may merge rows
+            # of an earlier build into it. A row that recorded a build (its file's hash) whose
+            # updates are gone gets a new epoch; one the session PUT made keeps the one given.
+            renew = stored is not None and stored.file_hash is not None
+            epoch = await store.epoch(name, renew=renew)
         session = cls(
             room_id,
             path,
@@ -173,6 +191,7 @@ class DocumentSession(RoomOwner):
             settings=settings,
             updates=rows,
             seq=stored.last_seq if stored is not None and rows else 0,
+            epoch=epoch,
             emit=emit,
             on_closed=on_closed,
         )

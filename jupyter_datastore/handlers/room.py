@@ -14,7 +14,10 @@ nowhere else:
           not allow is refused with a RAW `refused` message instead; the peer stays)
     4404  a well-formed room id that names no file or fork; the file does not exist
     4500  the document could not be loaded
-    1003  the sessionId is not one this server issued (JSON: reason, sessionId, reloadable)
+    1003  the sessionId is not the room's (JSON: reason, sessionId, reloadable): another
+          store's, or, in a document room, that of the document's rows before they were
+          deleted and made again (the store's id and the rows' epoch: `DocumentSession`);
+          checked once the room is open, after the role, and nothing of the peer is merged
     1009  a message over the size limit: the server's `max_message_size` for a peer whose
           role allows editing, `VIEWER_MAX_MESSAGE` for any other (decided at each frame's
           header, on the role at that time: refused before the frame is read)
@@ -38,6 +41,7 @@ from ..auth import Role
 from ..auth.live import Watched
 from ..datastore import Datastore
 from ..documents.roomid import GLOBAL_AWARENESS, STATE_ROOM, RoomId, is_fork_id
+from ..documents.session import DocumentSession
 from ..errors import BadRequest, DatastoreError, Forbidden, NotFound, SessionExpired
 from ..protocol.awareness import MAX_AWARENESS_UPDATE
 from ..protocol.frames import Outgoing
@@ -96,9 +100,11 @@ class RoomPeer:
         self.socket = socket
         RoomPeer._running.add(self)
         try:
-            self._check_session()
+            self._check_session(None)
             self._check_access()
-            self.room = await self.datastore.rooms.join(self.name, socket, user=self.user)
+            async with self.datastore.rooms.hold(self.name) as room:  # open from check to join
+                self._check_session(room)
+                self.room = await self.datastore.rooms.join(self.name, socket, user=self.user)
             if self.handler is not None:
                 watched = Watched(self.user, self.handler, self._fail, self._check_access)
                 self.watched = self.datastore.live.add(watched)
@@ -109,14 +115,29 @@ class RoomPeer:
             self._fail(DatastoreError("the room could not be opened (see the server log)"))
         socket.start()  # read only once joined: early messages wait in the socket
 
-    def _check_session(self) -> None:
-        expected = self.datastore.store.session_id
+    def _check_session(self, room: Room | None) -> None:
+        """Refuse a missing or foreign sessionId. A document room's is its owner's (the
+        store's id and the epoch of the document's rows), known once the room is open: with
+        `room` None, only what is known before is checked. Fork and timeline rooms (and the
+        presence room) take any session id of this store: the store's own (the fork and
+        timeline answers give it) or a document's, which front ends pass on to a fork of it;
+        a fork's id is never given again, and a fork deleted is gone (4404), not made again,
+        so its epoch would tell nothing."""
+        store = self.datastore.store
         if self.name == GLOBAL_AWARENESS and self.session_id is None:
             return  # JupyterLab's presence provider sends none, and the room holds no content
-        if self.name == STATE_ROOM:
-            expected = self.datastore.state.session_id  # GET /api/datastore/state gives it
         if self.session_id is None:
             raise BadRequest("the sessionId query parameter is required")
+        if self.name == STATE_ROOM:
+            expected = self.datastore.state.session_id  # GET /api/datastore/state gives it
+        elif room is not None and isinstance(room.owner, DocumentSession):
+            expected = room.owner.session_id
+        elif room is None and self.name != GLOBAL_AWARENESS:
+            return  # a document's or a fork's room: checked once it is open
+        elif store.is_own_session_id(self.session_id):
+            return
+        else:
+            expected = store.session_id
         if self.session_id != expected:
             raise SessionExpired("unknown document session", session_id=expected)
 

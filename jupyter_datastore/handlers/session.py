@@ -1,7 +1,9 @@
-"""`PUT /api/collaboration/session/{path}`: a file's id and the server's session id.
+"""`PUT /api/collaboration/session/{path}`: a file's id and its room's session id.
 
 JupyterLab's document provider calls this before it opens a room; the answer names the room
-(`{format}:{type}:{fileId}`) and the session id the provider must send back when it connects.
+(`{format}:{type}:{fileId}`) and the session id the provider must send back when it connects:
+the store's id and the epoch of the document's rows (`DocumentSession.session_id`), the
+row made here if the store has none yet, so that the room, once open, expects the same.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from tornado import web
 
 from ..auth import Role
 from ..documents import kind_of
+from ..documents.roomid import RoomId
 from ..errors import BadRequest, NotFound
 from .base import DatastoreHandler
 
@@ -35,6 +38,10 @@ class DocSessionHandler(DatastoreHandler):
         if not await self.datastore.io.exists(path):
             raise NotFound(f"no file at {path}")
         file_id, created = self.datastore.ids.index(path)
+        name = str(RoomId(file_format, file_type, file_id))
+        session = self.datastore.documents.sessions.get(name)
+        store = self.datastore.store
+        epoch = session.epoch if session is not None else await store.epoch(name)
         self.set_status(201 if created else 200)
         self.finish(
             json.dumps(
@@ -42,7 +49,7 @@ class DocSessionHandler(DatastoreHandler):
                     "format": file_format,
                     "type": file_type,
                     "fileId": file_id,
-                    "sessionId": self.datastore.store.session_id,
+                    "sessionId": store.document_session_id(epoch),
                 }
             )
         )

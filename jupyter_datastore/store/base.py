@@ -81,6 +81,10 @@ class StoredDocument:
     """The hash of the file as of `saved_seq` (or as of `base`, when there is one)."""
     base: bytes | None = None
     """The state the file holds, when it is not the state at `saved_seq`."""
+    epoch: str = ""
+    """Set when the document's row was made, new each time it is made again (after a
+    deletion): part of the session id of its room (`Store.document_session_id`). Documents
+    stored before epochs existed (schema 2) have the empty one."""
 
     @property
     def last_seq(self) -> int:
@@ -170,6 +174,20 @@ class Store(ABC):
 
     @abstractmethod
     async def load(self, name: str) -> StoredDocument | None: ...
+
+    @abstractmethod
+    async def epoch(self, name: str, *, renew: bool = False) -> str:
+        """The document's epoch, its row made (with a new one) if there is none; `renew`:
+        give it a new one, as its rows are made again (from its file)."""
+
+    def document_session_id(self, epoch: str) -> str:
+        """The session id of a document room: this store's, and the epoch of the document's
+        rows (none for an empty epoch). Opaque to clients, which send it back."""
+        return f"{self.session_id}.{epoch}" if epoch else self.session_id
+
+    def is_own_session_id(self, session_id: str) -> bool:
+        """Whether `session_id` is this store's, or a document room's of this store."""
+        return session_id.split(".", 1)[0] == self.session_id
 
     @abstractmethod
     async def append(self, name: str, seq: int, update: bytes) -> None:

@@ -14,6 +14,7 @@ opens it. SQLite files made before the version was recorded there carry it in th
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,18 @@ from typing import Any, NamedTuple
 
 from ..errors import StoreCorrupt
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "Dialect", "Many", "Statement", "Steps", "setup"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Dialect",
+    "Many",
+    "Statement",
+    "Steps",
+    "new_epoch",
+    "setup",
+]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Many(NamedTuple):
@@ -125,7 +135,8 @@ CREATE TABLE IF NOT EXISTS documents (
     saving_seq {integer},
     file_hash TEXT,
     base {blob},
-    updated {real} NOT NULL
+    updated {real} NOT NULL,
+    epoch TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS updates (
     doc {integer} NOT NULL REFERENCES documents(id){cascade},
@@ -164,6 +175,7 @@ CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, 
 CREATE TABLE IF NOT EXISTS permissions (path TEXT PRIMARY KEY, rule TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS forks (id TEXT PRIMARY KEY, root TEXT NOT NULL, info TEXT NOT NULL)
 """
+
 TABLE_NAMES = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", TABLES)
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -172,8 +184,18 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE updates ADD COLUMN time {real} NOT NULL DEFAULT 0",
         "ALTER TABLE updates ADD COLUMN codec INTEGER NOT NULL DEFAULT 0",
     ],
+    # Schema 2 had no epochs: its documents keep the empty one, so the session ids their
+    # clients hold (the store's id alone) stay valid across the upgrade.
+    2: ["ALTER TABLE documents ADD COLUMN epoch TEXT NOT NULL DEFAULT ''"],
 }
 """The statements that bring a store of each version to the next one."""
+
+
+def new_epoch() -> str:
+    """A document's epoch: set when its `documents` row is made (never reused, unlike an
+    `INTEGER PRIMARY KEY`, which SQLite gives again once the newest row is deleted), so
+    that a document deleted and made again is told apart from the one before."""
+    return secrets.token_hex(6)
 
 
 def setup(dialect: Dialect, where: str) -> Steps:

@@ -32,7 +32,7 @@ from .base import (
     merge,
 )
 from .compaction import Run, plan
-from .schema import Dialect, Many, Statement, Steps
+from .schema import Dialect, Many, Statement, Steps, new_epoch
 
 __all__ = ["SQLStore"]
 
@@ -102,16 +102,38 @@ class SQLStore(Store):
         found = yield ("SELECT id FROM documents WHERE name = ?", (name,))
         if not found:
             found = yield (
-                "INSERT INTO documents (name, updated) VALUES (?, ?)"
+                "INSERT INTO documents (name, updated, epoch) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-                (name, time.time()),
+                (name, time.time(), new_epoch()),
             )
         return int(found[0][0])
+
+    async def epoch(self, name: str, *, renew: bool = False) -> str:
+        def write() -> Steps:
+            if renew:
+                found = yield (
+                    "UPDATE documents SET epoch = ? WHERE name = ? RETURNING id, epoch",
+                    (new_epoch(), name),
+                )
+            else:
+                found = yield ("SELECT id, epoch FROM documents WHERE name = ?", (name,))
+            if not found:
+                found = yield (
+                    "INSERT INTO documents (name, updated, epoch) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id, epoch",
+                    (name, time.time(), new_epoch()),
+                )
+            return int(found[0][0]), str(found[0][1])
+
+        doc_id, epoch = await self._write(write())
+        self._doc_ids[name] = int(doc_id)  # the row may be another than the one known before
+        return str(epoch)
 
     async def load(self, name: str) -> StoredDocument | None:
         def read() -> Steps:
             doc = yield (
-                "SELECT id, saved_seq, saving_seq, file_hash, base FROM documents WHERE name = ?",
+                "SELECT id, saved_seq, saving_seq, file_hash, base, epoch FROM documents"
+                " WHERE name = ?",
                 (name,),
             )
             if not doc:
@@ -136,6 +158,7 @@ class SQLStore(Store):
             saving_seq=doc[2],
             file_hash=doc[3],
             base=bytes(doc[4]) if doc[4] is not None else None,
+            epoch=str(doc[5]),
         )
 
     async def append(self, name: str, seq: int, update: bytes) -> None:
@@ -168,13 +191,14 @@ class SQLStore(Store):
         await self._set(name, base=base, file_hash=file_hash)
 
     async def _set(self, name: str, **columns: Any) -> None:
-        """Set columns of a document's row, made if new: one statement."""
-        names = ["name", "updated", *columns]
-        assignments = ", ".join(f"{column} = excluded.{column}" for column in names[1:])
+        """Set columns of a document's row, made if new (with a new epoch): one statement."""
+        names = ["name", "epoch", "updated", *columns]
+        assignments = ", ".join(f"{column} = excluded.{column}" for column in names[2:])
         found = await self._run(
             f"INSERT INTO documents ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
             f" ON CONFLICT (name) DO UPDATE SET {assignments} RETURNING id",
             name,
+            new_epoch(),
             time.time(),
             *columns.values(),
         )

@@ -62,7 +62,7 @@ async def test_a_schema_from_the_future_is_refused(postgres_url: str) -> None:
     finally:
         await db.close()
     again = open_store(postgres_url)
-    with pytest.raises(StoreCorrupt, match=r"has store schema 99; this version .* reads schema 2"):
+    with pytest.raises(StoreCorrupt, match=r"has store schema 99; this version .* reads schema 3"):
         await again.start()
 
 

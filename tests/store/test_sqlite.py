@@ -36,11 +36,11 @@ async def test_the_schema_version_is_kept_in_meta_as_on_every_backend(tmp_path: 
     await store.close()
     with sqlite3.connect(path) as db:
         found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert found == ("2",)
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)  # for earlier releases
+        assert found == ("3",)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)  # for earlier releases
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.close()
-    with pytest.raises(StoreCorrupt, match=r"has store schema 99; this version .* reads schema 2"):
+    with pytest.raises(StoreCorrupt, match=r"has store schema 99; this version .* reads schema 3"):
         await SQLiteStore(str(path)).start()
 
 
@@ -78,7 +78,7 @@ async def test_a_store_of_schema_1_is_migrated_and_keeps_its_documents(tmp_path:
         assert await store.forks() == {}
     finally:
         await store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_store_urls() -> None:
