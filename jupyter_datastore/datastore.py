@@ -27,6 +27,7 @@ from .events.kernels import KernelWatcher
 from .events.views import EventViews
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
+from .memory import Trim
 from .notifications import NotificationPolicy, Notifications
 from .protocol.awareness import AwarenessEntry
 from .rooms import Room, RoomManager, RoomSettings
@@ -156,7 +157,11 @@ class Datastore:
             compact_interval=s.compact_interval,
             emit=emit,
         )
-        self.rooms = RoomManager(self._open_room, idle_timeout=s.room_idle_timeout, emit=emit)
+        trim = Trim()
+        stack.callback(trim.cancel)
+        self.rooms = RoomManager(
+            self._open_room, idle_timeout=s.room_idle_timeout, emit=emit, on_closed=trim.soon
+        )
         self.forks = Forks(self.store, self.rooms, s.room, emit=emit)
         await self.forks.start()
         self.documents.start()

@@ -36,7 +36,7 @@ from pycrdt import Doc, Map
 from ..errors import DatastoreError, NotFound, StoreError
 from ..events.catalog import DOCUMENT, Emit, no_emit
 from ..events.faults import FaultReport
-from ..gcpause import cycles_uncollected
+from ..memory import cycles_uncollected
 from ..rooms.room import Room, RoomOwner, RoomSettings
 from ..store.base import Retention, Store, StoredDocument
 from .contents import FileContent, FileIO, Signature, sha256

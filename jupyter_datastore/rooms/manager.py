@@ -26,10 +26,19 @@ Opener = Callable[[str], Awaitable[Room]]
 
 
 class RoomManager:
-    def __init__(self, opener: Opener, *, idle_timeout: float = 60.0, emit: Emit = no_emit) -> None:
+    def __init__(
+        self,
+        opener: Opener,
+        *,
+        idle_timeout: float = 60.0,
+        emit: Emit = no_emit,
+        on_closed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._opener = opener
         self.idle_timeout = idle_timeout
         self.emit = emit
+        self.on_closed = on_closed
+        """Called after each room has closed (its memory is free: see `memory.Trim`)."""
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future[Room]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -154,6 +163,7 @@ class RoomManager:
         finally:
             self.rooms.pop(room.name, None)
             del self._closing[room.name]
+            self.on_closed()
 
     async def stop(self) -> None:
         for name in list(self._timers):
