@@ -18,6 +18,15 @@ Measurements, each on one server while the other is idle:
   own CPU time (user + system from /proc/<pid>/stat: its threads, not the kernel, which is a
   child process) and the wall time from the request to the final status, and whether the
   reader's document ends with the line "99999".
+- flood via nbmodel's API, on both servers alike, as nbmodel's front end drives it:
+  `POST /api/kernels/{kernel}/execute` with the flood's code and the cell's metadata
+  (`cell_id`, `document_id` json:notebook:<file id>, `document_path`), then a `GET` of the
+  `Location` every 50 ms (after each answer) until the 200, a reader in the room; the server
+  process's CPU from the request to the 200, the polls made and the body bytes they
+  received (each 202 carries the outputs so far), whether the last 202's outputs were a
+  prefix of the printed text and the 200's all of it, and whether the reader's document
+  ends with "99999". Ours serves the same routes (jupyter_datastore/handlers/nbmodel.py),
+  on the notebook's session kernel.
 - edits during the flood: a writer and a reader peer (in a process of their own) on a second
   notebook, the writer appending a short marker to a cell every 20 ms; each edit's time until
   the reader receives it, during the flood and, as a baseline, without it.
@@ -72,6 +81,8 @@ class Settings:
     """Floods run back to back while the edit load runs."""
     edit_baseline_seconds: float = 6.0
     edit_period: float = 0.02
+    poll_period: float = 0.05
+    """Time between an answer of the request's `Location` and the next `GET` of it."""
     settle_window: float = 1.2
     """Quiet time awaited between runs: longer than the anchor's 1 s save delay."""
     timeout: float = 180.0
@@ -84,8 +95,8 @@ class Unavailable(Exception):
 # --- HTTP ---
 
 
-def http(server: Server, method: str, path: str, body: Any = None) -> tuple[int, dict, Any]:
-    """(status, headers, JSON body or text) of one request to `server`; errors are answers."""
+def http_raw(server: Server, method: str, path: str, body: Any = None) -> tuple[int, dict, bytes]:
+    """(status, headers, raw body) of one request to `server`; errors are answers."""
     request = urllib.request.Request(
         server.endpoint.url + path,
         data=None if body is None else json.dumps(body).encode(),
@@ -97,6 +108,12 @@ def http(server: Server, method: str, path: str, body: Any = None) -> tuple[int,
             status, headers, raw = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         status, headers, raw = error.code, dict(error.headers), error.read()
+    return status, headers, raw
+
+
+def http(server: Server, method: str, path: str, body: Any = None) -> tuple[int, dict, Any]:
+    """(status, headers, JSON body or text) of one request to `server`; errors are answers."""
+    status, headers, raw = http_raw(server, method, path, body)
     try:
         return status, headers, json.loads(raw) if raw else None
     except ValueError:
@@ -168,6 +185,56 @@ class AnchorExecutor(Executor):
         if status != 200:  # 500: the execution failed (the body says why)
             raise RuntimeError(f"GET {handle} answered {status}: {data}")
         return {"status": data.get("status"), "execution_count": data.get("execution_count")}
+
+
+async def session_kernel(server: Server, path: str) -> str:
+    """The id of the kernel of the notebook's session (started by the warm-up)."""
+    status, _, sessions = await ahttp(server, "GET", "/api/sessions")
+    if status != 200:
+        raise RuntimeError(f"GET /api/sessions answered {status}: {sessions}")
+    for session in sessions:
+        if session.get("path") == path and session.get("kernel"):
+            return str(session["kernel"]["id"])
+    raise RuntimeError(f"no session runs a kernel for {path}: {sessions}")
+
+
+@dataclass
+class Polled:
+    """What a client polling an nbmodel request's `Location` received."""
+
+    status: int = 0
+    polls: int = 0
+    body_bytes: int = 0
+    last_pending: bytes = b""
+    """The body of the last 202."""
+    final: bytes = b""
+    """The body of the answer that ended the polling (the 200)."""
+
+
+async def poll_request(
+    server: Server, location: str, period: float, timeout: float
+) -> tuple[Polled, int]:
+    """`GET location` every `period` s after each answer (as nbmodel's front end does) until
+    it is not a 202: (what was received, when the last answer came back)."""
+    polled = Polled()
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, raw = await asyncio.to_thread(http_raw, server, "GET", location)
+        polled.polls += 1
+        polled.body_bytes += len(raw)
+        if status != 202:
+            polled.status, polled.final = status, raw
+            return polled, time.monotonic_ns()
+        polled.last_pending = raw
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{location} did not finish in {timeout} s")
+        await asyncio.sleep(period)
+
+
+def stream_text(outputs: Any) -> str:
+    """The text of the stream outputs in nbmodel's `outputs` (a JSON string)."""
+    decoded = json.loads(outputs) if isinstance(outputs, str) else outputs
+    return "".join(output_text(o) for o in decoded or [] if isinstance(o, dict))
 
 
 class OursExecutor(Executor):
@@ -682,6 +749,63 @@ class Bench:
             "other_cpu_cores": used["others"] / used["elapsed"],
         }
 
+    async def nbmodel_flood(
+        self, kernel_id: str, kernels: list[int], settings: Settings
+    ) -> dict[str, Any]:
+        """The flood cell through nbmodel's API, the request's `Location` polled every
+        `poll_period` s, a reader in the room: the server's CPU from the request to the 200."""
+        quiet = await self.quiet()
+        went = self.reader.watch(went_idle(self.reader, FLOOD))
+        groups = {"server": [self.server.pid], "kernel": kernels, "client": [os.getpid()]}
+        watch, settled_watch = CpuWatch(groups), CpuWatch({"server": [self.server.pid]})
+        server_sys = process_cpu_times(self.server.pid)[1]
+        anchor_like = AnchorExecutor(self.server, self.executor.path, self.reader.session)
+        anchor_like.kernel_id = kernel_id
+        t0 = time.monotonic_ns()
+        location = await anchor_like.start(FLOOD, FLOOD_SOURCE)
+        polled, t_done = await poll_request(
+            self.server, location, settings.poll_period, settings.timeout
+        )
+        used = watch.stop()
+        server_sys = process_cpu_times(self.server.pid)[1] - server_sys
+        if polled.status != 200:
+            raise RuntimeError(f"GET {location} answered {polled.status}: {polled.final[:500]!r}")
+        complete = self.reader.watch(lambda: self.reader.output(FLOOD).endswith("\n99999\n"))
+        with contextlib.suppress(TimeoutError):
+            await within(complete, 30, "the reader's document to end with 99999")
+        t_complete = stamp(complete)
+        await asyncio.to_thread(quiesce, [self.server], 60, 1.0)
+        settled = settled_watch.stop()
+        final = json.loads(polled.final)
+        pending = json.loads(polled.last_pending) if polled.last_pending else {}
+        pending_text = stream_text(pending.get("outputs", "[]"))
+        text = self.reader.output(FLOOD)
+        return {
+            "status": final.get("status"),
+            "wall_s": (t_done - t0) / 1e9,
+            "idle_in_document_s": (stamp(went) - t0) / 1e9,
+            "reader_complete_s": (t_complete - t0) / 1e9,
+            "reader_last_line": text.rstrip("\n").rsplit("\n", 1)[-1],
+            "reader_text_exact": text == FLOOD_TEXT,
+            "polls": polled.polls,
+            "polled_bytes": polled.body_bytes,
+            "final_bytes": len(polled.final),
+            "outputs_types": {
+                "pending": type(pending.get("outputs")).__name__,
+                "final": type(final.get("outputs")).__name__,
+            },
+            "last_pending_chars": len(pending_text),
+            "last_pending_is_prefix": FLOOD_TEXT.startswith(pending_text),
+            "final_outputs_exact": stream_text(final.get("outputs", "[]")) == FLOOD_TEXT,
+            "quiet_before": quiet,
+            "server_cpu_s": used["server"],
+            "server_cpu_system_share": server_sys / used["server"] if used["server"] else 0.0,
+            "server_cpu_until_quiet_s": settled["server"],
+            "kernel_cpu_s": used["kernel"],
+            "client_cpu_s": used["client"],
+            "other_cpu_cores": used["others"] / used["elapsed"],
+        }
+
     async def edits_during_floods(
         self, load: EditLoad, kernels: list[int], settings: Settings
     ) -> dict[str, Any]:
@@ -794,6 +918,21 @@ async def _measure(
                 f"{run['reader_last_line']!r}, exact {run['reader_text_exact']}, outputs "
                 f"{run['reader_outputs']}, {run['reader_frames']} frames"
             )
+        kernel_id = await session_kernel(server, path)
+        out["nbmodel_flood"] = []
+        for _ in range(settings.flood_runs):
+            run = await calm(
+                lambda: bench.nbmodel_flood(kernel_id, kernels, settings), "nbmodel flood"
+            )
+            out["nbmodel_flood"].append(run)
+            log(
+                f"  flood via nbmodel's API, polled every {settings.poll_period * 1000:.0f} ms: "
+                f"{brief(run, 'wall_s', 'server_cpu_s', 'server_cpu_until_quiet_s')}, "
+                f"{run['polls']} polls, {run['polled_bytes'] / 1e6:.2f} MB; final outputs exact "
+                f"{run['final_outputs_exact']}, last 202 a prefix {run['last_pending_is_prefix']} "
+                f"({run['last_pending_chars']} chars); reader: last line "
+                f"{run['reader_last_line']!r}"
+            )
         session = await asyncio.to_thread(server.endpoint.session, edited)
         load = EditLoad(server.endpoint.room_url(session), settings.edit_period)
         await load.receive(120, "the edit load to connect")
@@ -844,6 +983,7 @@ def run(pair: list[Server], settings: Settings) -> dict[str, dict[str, Any]]:
     return results
 
 
-def flood_median(result: dict[str, Any], key: str) -> float:
-    values = sorted(run[key] for run in result["flood"])
+def flood_median(result: dict[str, Any], key: str, part: str = "flood") -> float:
+    """The median of `key` over the runs of `part` ("flood" or "nbmodel_flood")."""
+    values = sorted(float(run[key]) for run in result[part])
     return values[len(values) // 2]

@@ -85,3 +85,44 @@ def memory_per_room(server: Server, rooms: int, cells: int, idle: list[Server]) 
         }
 
     return asyncio.run(measure())
+
+
+ROOM_IDLE_SECONDS = 3
+"""How soon both servers free a room after its last client left, for `growth_after_close`."""
+OURS_IDLE = (f"--DatastoreApp.room_idle_timeout={ROOM_IDLE_SECONDS}",)
+ANCHOR_IDLE = (f"--YDocExtension.document_cleanup_delay={ROOM_IDLE_SECONDS}",)
+
+
+def growth_after_close(
+    server: Server, sizes: tuple[int, ...], idle: list[Server]
+) -> dict[str, Any]:
+    """RSS growth of a freshly started server (started with `OURS_IDLE` or `ANCHOR_IDLE`)
+    after it opened notebooks of `sizes` cells (one client each), and once their clients
+    left and their rooms were freed: what a server keeps of rooms that are gone."""
+    from durability import room_name, rooms_deleted, wait_freed
+
+    paths = [write_notebook(server.root, f"grow-{cells}.ipynb", cells) for cells in sizes]
+
+    async def measure() -> dict[str, Any]:
+        quiet_before = await asyncio.to_thread(quiesce, [server, *idle])
+        before = server.rss_bytes()
+        sockets = [(await _open(server, path))[1] for path in paths]
+        rooms = [room_name(server, path) for path in paths]
+        await asyncio.to_thread(quiesce, [server, *idle])
+        opened = server.rss_bytes()
+        deleted = {room: rooms_deleted(server, room) for room in rooms}
+        for ws in sockets:
+            await ws.close()
+        freed_after = [await wait_freed(server, room, deleted[room]) for room in rooms]
+        quiet_after = await asyncio.to_thread(quiesce, [server, *idle])
+        closed = server.rss_bytes()
+        return {
+            "cells": list(sizes),
+            "rss_before_mb": before / 2**20,
+            "open_growth_mb": (opened - before) / 2**20,
+            "closed_growth_mb": (closed - before) / 2**20,
+            "freed_after_s": [round(seconds, 1) for seconds in freed_after],
+            "quiet": quiet_before and quiet_after,
+        }
+
+    return asyncio.run(measure())

@@ -218,6 +218,15 @@ def run_memory(pair: list[Server], plan: Plan) -> dict[str, dict[str, Any]]:
     return results
 
 
+def run_growth(pair: list[Server], plan: Plan) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for server in pair:
+        idle = [s for s in pair if s is not server]
+        results[server.name] = opening.growth_after_close(server, plan.sizes, idle)
+        log(f"memory after rooms close, {server.name}: {results[server.name]}")
+    return results
+
+
 def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
     o, a = results["ours"], results["anchor"]
     table: list[Row] = []
@@ -228,7 +237,7 @@ def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
         if key in o:
             table.append(
                 Row(f"cold open {cells} cells, median (ms)",
-                    o[key]["median_ms"], a[key]["median_ms"], 1 / 3, "{:.0f}")
+                    o[key]["median_ms"], a[key]["median_ms"], 1 / 5, "{:.0f}")
             )  # fmt: skip
     if "durability" in o:
         table += durability_rows(o["durability"], a["durability"])
@@ -237,6 +246,15 @@ def rows(results: dict[str, dict[str, Any]], plan: Plan) -> list[Row]:
             Row(f"memory per open room, {plan.memory_rooms} x 1000 cells (MB)",
                 o["memory"]["mb_per_room"], a["memory"]["mb_per_room"], 1 / 3, "{:.2f}")
         )  # fmt: skip
+    if "growth" in o:
+        sizes = " and ".join(f"{cells:,}" for cells in plan.sizes)
+        og, ag = o["growth"], a["growth"]
+        table += [
+            Row(f"RSS growth with {sizes}-cell notebooks open (MB)",
+                og["open_growth_mb"], ag["open_growth_mb"], None, "{:.1f}"),
+            Row("RSS growth once their rooms were freed (MB)",
+                og["closed_growth_mb"], ag["closed_growth_mb"], 1 / 4, "{:.1f}"),
+        ]  # fmt: skip
     if "execution" in o:
         table += execution_rows(o["execution"], a["execution"])
     if "events" in o:
@@ -313,8 +331,14 @@ def execution_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
         ours, anchor = (float(figure(r)) if r.get("available") else math.nan for r in (o, a))
         return ours, anchor
 
-    def flood(key: str) -> Callable[[dict[str, Any]], float]:
-        return lambda r: execution.flood_median(r, key)
+    def flood(key: str, part: str = "flood") -> Callable[[dict[str, Any]], float]:
+        return lambda r: execution.flood_median(r, key, part)
+
+    def polled(key: str, scale: float = 1.0) -> tuple[float, float]:
+        ours, anchor = pair(flood(key, "nbmodel_flood"))
+        return ours * scale, anchor * scale
+
+    via = "execution via nbmodel's API, polled every 50 ms"
 
     lines = execution.FLOOD_LINES
     return [
@@ -328,6 +352,12 @@ def execution_rows(o: dict[str, Any], a: dict[str, Any]) -> list[Row]:
             *pair(flood("server_cpu_until_quiet_s")), None, "{:.2f}"),
         Row("execution: flood, wall time to the end (s)",
             *pair(flood("wall_s")), None, "{:.2f}"),
+        Row(f"{via}: server CPU (s)", *polled("server_cpu_s"), 0.33, "{:.2f}"),
+        Row(f"{via}: bytes polled (MB)", *polled("polled_bytes", 1e-6), None, "{:.2f}"),
+        Row(f"{via}: polls", *polled("polls"), None, "{:.0f}"),
+        Row(f"{via}: server CPU until quiet (s)",
+            *polled("server_cpu_until_quiet_s"), None, "{:.2f}"),
+        Row(f"{via}: wall time to the 200 (s)", *polled("wall_s"), None, "{:.2f}"),
         Row("execution: edits in another notebook during floods, p50 (ms)",
             *pair(lambda r: r["edit_flood"]["p50_ms"]), None, "{:.1f}"),
         Row("execution: edits in another notebook during floods, p99 (ms)",
@@ -353,6 +383,15 @@ def execution_notes(results: dict[str, dict[str, Any]]) -> list[str]:
             f"exactly the printed text in {exact} of {len(floods)}; outputs: {outputs}; "
             f"{r['edit_flood']['edits']} edits during {r['edit_flood']['flood_s']:.1f} s of "
             f"floods, {r['edit_flood']['delivered']} delivered"
+        )
+        polled = r.get("nbmodel_flood", [])
+        notes.append(
+            f"execution {name} via nbmodel's API: the reader's document ended with "
+            f"{sorted({f['reader_last_line'] for f in polled})}; the 200's outputs were the "
+            f"printed text in {sum(1 for f in polled if f['final_outputs_exact'])} of "
+            f"{len(polled)}, the last 202's a prefix of it in "
+            f"{sum(1 for f in polled if f['last_pending_is_prefix'])}; outputs sent as "
+            f"{sorted({str(f['outputs_types']) for f in polled})}"
         )
     return notes
 
@@ -545,6 +584,10 @@ def main() -> None:
             pair = start_pair(anchor_python)  # memory is measured on freshly started servers
             for name, part in run_memory(pair, plan).items():
                 results[name]["memory"] = part
+            stop(pair)
+            pair = start_pair(anchor_python, opening.OURS_IDLE, opening.ANCHOR_IDLE)
+            for name, part in run_growth(pair, plan).items():
+                results[name]["growth"] = part
             stop(pair)
         if "events" in parts:  # a plain jupyter_server's /api/events is the anchor
             assert anchor_python is not None

@@ -315,3 +315,42 @@ async def test_bad_requests_get_clear_errors(server, nbm) -> None:
     nothing_waits = await nbm.http.post(f"/api/kernels/{kernel_id}/input", json={"input": "x"})
     assert nothing_waits.status_code == 409
     assert "waiting for input" in nothing_waits.json()["message"]
+
+
+async def test_polls_during_a_long_run_carry_the_outputs_so_far_then_the_result_once(
+    server, nbm
+) -> None:
+    """Each 202 of a running request has every output so far (a growing stream is encoded
+    from what was kept at the previous poll); the 200 has them all, once."""
+    code = (
+        "import time\n"
+        "for i in range(40):\n"
+        "    print('x' * 1000 + f' {i}', flush=True)\n"
+        "    time.sleep(0.02)\n"
+        "print('\\N{GRINNING FACE} \"done\"')"
+    )
+    expected = "".join("x" * 1000 + f" {i}\n" for i in range(40)) + '\N{GRINNING FACE} "done"\n'
+    write_notebook(server.root / "long.ipynb", notebook(code_cell(code, "c")))
+    kernel_id = await nbm.start_kernel("long.ipynb")
+    response = await nbm.submit(kernel_id, code, cell_id="c", document_path="long.ipynb")
+    location = response.headers["Location"]
+    seen: list[str] = []
+    while True:
+        polled = await nbm.http.get(location)
+        if polled.status_code == 200:
+            break
+        assert polled.status_code == 202, polled.text
+        outputs = json.loads(polled.json()["outputs"])
+        assert [o["output_type"] for o in outputs] in ([], ["stream"])
+        seen.append(texts(polled.json()["outputs"]))
+        await asyncio.sleep(0.02)
+    growing = [text for text in seen if text]
+    assert len(growing) >= 3, seen  # polled while it ran, more than once
+    assert all(expected.startswith(text) for text in growing)
+    assert [len(text) for text in growing] == sorted(len(text) for text in growing)
+    result = polled.json()
+    assert result["status"] == "ok"
+    assert json.loads(result["outputs"]) == [
+        {"output_type": "stream", "name": "stdout", "text": expected}
+    ]
+    assert (await nbm.http.get(location)).status_code == 404

@@ -269,10 +269,14 @@ class Executor:
             raise Conflict(f"execution {execution_id} is {record.status}, not awaiting input")
         return record
 
-    async def collect(self, execution_id: str) -> ExecutionRecord:
+    async def collect(
+        self, execution_id: str, record: ExecutionRecord | None = None
+    ) -> ExecutionRecord:
         """Hand out a finished record once (jupyter-server-nbmodel's result semantics):
-        `NotFound` if it is unknown or was collected before."""
-        record = await self.get(execution_id)
+        `NotFound` if it is unknown or was collected before. `record`: as `get` just gave
+        it, so that it is not read from the store again."""
+        if record is None or record.id != execution_id:
+            record = await self.get(execution_id)
         if record.collected or execution_id in self._collected:
             raise NotFound(f"the result of {execution_id} was already collected")
         if not record.active:

@@ -10,6 +10,13 @@ JSON-encoded *string*, as nbmodel sends them. The result is handed out once: the
 (or 500) consumes it and a later GET is a 404. The `Location` headers are relative to the
 server's base URL (`/api/...`), as nbmodel's client joins them to its base URL itself.
 
+A client polls a running request every few tens of milliseconds, and each 202 carries every
+output so far (nbmodel's front end reconciles the cell with them when it recovers outputs
+over HTTP). So that a poll of a long stream costs what was printed since the previous poll
+rather than encoding the whole text twice over, the server keeps the encoding of each polled
+record's outputs between polls (`OutputsField`, `AnswerCache`): the encoded text of the last
+output, when it is a stream that only grew, is extended by the encoding of what was added.
+
 Differences, each on purpose: a request naming a remote server (`server`) is refused (400):
 this server runs code on its own kernels only. `POST .../input` when nothing waits for input
 is a 409 (nbmodel answers 201 and drops the value). A request that did not run to its end
@@ -21,6 +28,7 @@ the per-request `metadata.record_timing`.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -53,6 +61,105 @@ def request_url(kernel_id: str, uid: str) -> str:
     return f"/api/kernels/{kernel_id}/requests/{uid}"
 
 
+def _escape(text: str) -> str:
+    """`text` as the inside of a JSON string (without its quotes). The escaping is of each
+    character alone, so the escape of `a + b` is the escape of `a` plus that of `b`."""
+    return json.dumps(text)[1:-1]
+
+
+def _escape_twice(text: str) -> bytes:
+    """`text` escaped as the inside of a JSON string, and that again: ASCII."""
+    return _escape(_escape(text)).encode("ascii")
+
+
+_KEPT_TEXT = 1 << 14
+"""A stream's text shorter than this is encoded at every answer; a longer one is kept."""
+_KEPT_RECORDS = 16
+_KEPT_BYTES = 48 << 20
+"""At most this many records' encodings are kept, and at most this many bytes of them (the
+oldest go first): a client that stops polling leaves its encoding behind."""
+
+
+class OutputsField:
+    """The `outputs` of the answers about one record, kept between polls: the JSON string of
+    the JSON of its outputs (the value of `"outputs": ...` in a body).
+
+    The outputs are encoded as `json.dumps(outputs)` does, except that a last output which is
+    a stream has its `text` written last. That text is kept escaped; at the next answer, only
+    what was added to it is escaped and appended (the escape of a text is the concatenation
+    of the escapes of its parts), unless it did not grow from the text escaped before (it was
+    rewritten or cleared, or it is another output's): then it is escaped whole again.
+    """
+
+    __slots__ = ("escaped", "text")
+
+    def __init__(self) -> None:
+        self.text = ""
+        """The last stream text escaped."""
+        self.escaped = bytearray()
+        """`text` escaped twice: as the inside of a JSON string, then that as the inside of
+        another."""
+
+    def _escape_text(self, text: str) -> None:
+        old = self.text
+        if text is old:
+            return
+        if len(text) >= len(old) and text.startswith(old):
+            self.escaped += _escape_twice(text[len(old) :])
+        else:
+            self.escaped = bytearray(_escape_twice(text))
+        self.text = text
+
+    def encode(self, outputs: list[dict[str, Any]]) -> list[bytes | bytearray] | None:
+        """The field's parts, or None when the outputs do not end with a long stream (then
+        the caller encodes them whole and need not keep this)."""
+        last = outputs[-1] if outputs else None
+        if not isinstance(last, dict) or last.get("output_type") != "stream":
+            return None
+        text = last.get("text")
+        if not isinstance(text, str) or len(text) < _KEPT_TEXT:
+            return None
+        rest = {key: value for key, value in last.items() if key != "text"}
+        before = "".join(json.dumps(output) + ", " for output in outputs[:-1])
+        opening = json.dumps(rest)[:-1] + ", " if rest else "{"
+        self._escape_text(text)
+        head = f'"{_escape(f"[{before}{opening}")}\\"text\\": \\"'
+        return [head.encode("ascii"), self.escaped, b'\\"}]"']
+
+
+class AnswerCache:
+    """The kept `OutputsField` of the records being polled, by record id (in the server's
+    settings): a record read again from the store finds what was kept for it."""
+
+    def __init__(self) -> None:
+        self.fields: OrderedDict[str, OutputsField] = OrderedDict()
+
+    def outputs(self, record: ExecutionRecord, keep: bool = True) -> list[bytes | bytearray]:
+        """The record's outputs as the value of an answer's `outputs` (a JSON string), in
+        parts, from what was kept for it; `keep`: keep it for the next answer."""
+        field = self.fields.pop(record.id, None) or OutputsField()
+        parts = field.encode(record.outputs)
+        if parts is None:
+            return [json.dumps(json.dumps(record.outputs)).encode("ascii")]
+        if keep:
+            self.fields[record.id] = field
+            self._trim()
+        return parts
+
+    def _trim(self) -> None:
+        kept = sum(len(field.escaped) for field in self.fields.values())
+        while self.fields and (len(self.fields) > _KEPT_RECORDS or kept > _KEPT_BYTES):
+            _, oldest = self.fields.popitem(last=False)
+            kept -= len(oldest.escaped)
+
+
+def answer(body: dict[str, Any], outputs: list[bytes | bytearray]) -> bytes:
+    """The JSON text of `body` (an object with at least one member) with `outputs` (the
+    parts of a JSON value) as its last member."""
+    head = f'{json.dumps(body)[:-1]}, "outputs": '.encode("ascii")
+    return b"".join((head, *outputs, b"}"))
+
+
 def context(record: ExecutionRecord) -> dict[str, Any]:
     """What every answer about a request carries (nbmodel's request context)."""
     return {
@@ -64,14 +171,14 @@ def context(record: ExecutionRecord) -> dict[str, Any]:
     }
 
 
-def in_flight(record: ExecutionRecord) -> dict[str, Any]:
-    """A queued or running request, outputs so far as a JSON string."""
-    return {
+def in_flight(record: ExecutionRecord, answers: AnswerCache) -> bytes:
+    """A queued or running request, outputs so far as a JSON string: its JSON text."""
+    body = {
         **context(record),
         "pending": True,
         "request_status": "queued" if record.status == "queued" else "running",
-        "outputs": json.dumps(record.outputs),
     }
+    return answer(body, answers.outputs(record))
 
 
 def ran_to_its_end(record: ExecutionRecord) -> bool:
@@ -131,9 +238,17 @@ class _Base(DatastoreHandler):
         if kernel_id not in self.executor.kernels:
             raise NotFound(f"no kernel has id {kernel_id}")
 
-    def write_json(self, body: dict[str, Any], status: int = 200) -> None:
+    @property
+    def answers(self) -> AnswerCache:
+        cache = self.settings.get("datastore_nbmodel_answers")
+        if not isinstance(cache, AnswerCache):
+            cache = self.settings["datastore_nbmodel_answers"] = AnswerCache()
+        return cache
+
+    def write_json(self, body: dict[str, Any] | bytes, status: int = 200) -> None:
+        """Answer `body` (or its JSON text) with `status`."""
         self.set_status(status)
-        self.finish(json.dumps(body))
+        self.finish(body if isinstance(body, bytes) else json.dumps(body))
 
 
 class NbModelExecuteHandler(_Base):
@@ -179,11 +294,12 @@ class NbModelExecuteHandler(_Base):
         found = await self.executor.find(kernel_id=kernel_id)
         active = [await self.executor.get(r.id) for r in reversed(found) if r.active]
         requests = [
-            in_flight(record)
+            in_flight(record, self.answers)
             for record in active
             if record.active and self.may(record.path, Role.VIEWER)
         ]
-        self.write_json({"kernel_id": kernel_id, "requests": requests})
+        head = json.dumps({"kernel_id": kernel_id})[:-1].encode("ascii")
+        self.write_json(b"".join((head, b', "requests": [', b", ".join(requests), b"]}")))
 
 
 class NbModelRequestHandler(_Base):
@@ -210,10 +326,11 @@ class NbModelRequestHandler(_Base):
             self.write_json(body, 300)
             return
         if record.active:
-            self.write_json(in_flight(record), 202)
+            self.write_json(in_flight(record, self.answers), 202)
             return
-        record = await self.executor.collect(uid)  # NotFound when it was collected before
+        record = await self.executor.collect(uid, record)  # NotFound if collected before
         if not ran_to_its_end(record):
+            self.answers.fields.pop(record.id, None)
             reason = record.reason or f"the execution was {record.status}"
             detail = f"the execution did not run to its end ({record.status}): {reason}"
             self.write_json({"error": record.status, "detail": detail, "message": detail}, 500)
@@ -222,12 +339,11 @@ class NbModelRequestHandler(_Base):
         body = {
             "status": status,
             "execution_count": record.execution_count,
-            "outputs": json.dumps(record.outputs),
             **context(record),
             "pending": False,
             "request_status": "complete",
         }
-        self.write_json(body)
+        self.write_json(answer(body, self.answers.outputs(record, keep=False)))
 
 
 class NbModelInputHandler(_Base):
