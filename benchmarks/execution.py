@@ -259,6 +259,22 @@ class OursExecutor(Executor):
         return dict(data) if data.get("status") in FINAL else None
 
 
+def cpu_figures(
+    quiet: bool, used: dict[str, float], server_sys: float, settled: dict[str, float]
+) -> dict[str, Any]:
+    """The CPU figures of one flood: `used` by each group meanwhile (`server_sys` of it the
+    server's system time), and by the server until it was `settled` (quiet again)."""
+    return {
+        "quiet_before": quiet,
+        "server_cpu_s": used["server"],
+        "server_cpu_system_share": server_sys / used["server"] if used["server"] else 0.0,
+        "server_cpu_until_quiet_s": settled["server"],
+        "kernel_cpu_s": used["kernel"],
+        "client_cpu_s": used["client"],
+        "other_cpu_cores": used["others"] / used["elapsed"],
+    }
+
+
 async def finish(
     executor: Executor,
     handle: str,
@@ -738,16 +754,7 @@ class Bench:
         server_sys = used["server_sys"] - server_sys
         await asyncio.to_thread(quiesce, [self.server], 60, 1.0)
         settled = settled_watch.stop()
-        return {
-            **figures,
-            "quiet_before": quiet,
-            "server_cpu_s": used["server"],
-            "server_cpu_system_share": server_sys / used["server"] if used["server"] else 0.0,
-            "server_cpu_until_quiet_s": settled["server"],
-            "kernel_cpu_s": used["kernel"],
-            "client_cpu_s": used["client"],
-            "other_cpu_cores": used["others"] / used["elapsed"],
-        }
+        return {**figures, **cpu_figures(quiet, used, server_sys, settled)}
 
     async def nbmodel_flood(
         self, kernel_id: str, kernels: list[int], settings: Settings
@@ -797,13 +804,7 @@ class Bench:
             "last_pending_chars": len(pending_text),
             "last_pending_is_prefix": FLOOD_TEXT.startswith(pending_text),
             "final_outputs_exact": stream_text(final.get("outputs", "[]")) == FLOOD_TEXT,
-            "quiet_before": quiet,
-            "server_cpu_s": used["server"],
-            "server_cpu_system_share": server_sys / used["server"] if used["server"] else 0.0,
-            "server_cpu_until_quiet_s": settled["server"],
-            "kernel_cpu_s": used["kernel"],
-            "client_cpu_s": used["client"],
-            "other_cpu_cores": used["others"] / used["elapsed"],
+            **cpu_figures(quiet, used, server_sys, settled),
         }
 
     async def edits_during_floods(
