@@ -27,6 +27,7 @@ class Built(NamedTuple):
     update: bytes
     state_vector: bytes
 
+
 # An item's info byte: its content reference (Yjs `ContentRef`) in the low 5 bits, plus flags.
 _STRING = 4
 _TYPE = 7
