@@ -269,3 +269,26 @@ async def test_rows_survive_restarts_and_events_before_a_crash_become_rows_once(
     finally:
         await alice.http.aclose()
         await bob.http.aclose()
+
+
+async def test_a_read_or_deleted_row_is_told_to_each_of_the_users_windows(alice, bob) -> None:
+    """What one of alice's windows does to a row (read, unread, delete), her other windows
+    hear on their feeds; bob hears nothing of it."""
+    row = await alice.row_of(await bob.notify(["alice"], "read me"))
+    windows = [await alice.feed(), await alice.feed()]
+    bob_ws = await bob.feed()
+    one = f"/api/notifications/{row['id']}"
+    try:
+        marked = (await alice.http.patch(one, json={"read": True})).json()
+        assert marked["read"] is True
+        for ws in windows:
+            assert await frame(ws) == {"type": "notification_updated", "notification": marked}
+        assert (await alice.http.delete(one)).status_code == 204
+        for ws in windows:
+            assert await frame(ws) == {"type": "notification_deleted", "id": row["id"]}
+        # bob's feed got none of it: his next frame is his own new row.
+        await alice.notify(["bob"], "for bob after")
+        assert (await frame(bob_ws))["notification"]["message"] == "for bob after"
+    finally:
+        for ws in (*windows, bob_ws):
+            await ws.close()

@@ -6,13 +6,17 @@ It runs on the same WebSocket layer as the event subscriptions and the rooms
 frames `{"__control__": ...}` for everything else.
 
     server -> {"type": "notification", "notification": {...}}     a row, as it is created
+    server -> {"type": "notification_updated", "notification"}     a row marked read or unread
+    server -> {"type": "notification_deleted", "id"}               a row deleted
     client -> {"since": "<ISO time>"}                              resume (once, as the first
                                                                    message; or ?since=)
     server -> {"__control__": "resumed", "since", "count"}         the rows after it came first
     server -> {"__control__": "error", "detail"}                   a bad message; nothing changed
 
 No row is sent twice: rows created while a resume reads the older ones wait for it, and a
-row the resume already sent is not sent again live. A resume of more than the feed's limit
+row the resume already sent is not sent again live. Changes (read, unread, deleted) are
+live only, sent to each of the recipient's feeds, the one whose window made them included;
+a client that was away lists the rows again with GET. A resume of more than the feed's limit
 closes with 1013 (list with GET then); the server stopping closes with 1001.
 """
 
@@ -25,7 +29,7 @@ from typing import Any, ClassVar
 from tornado.iostream import StreamClosedError
 
 from ..errors import BadRequest, DatastoreError, close_reason
-from ..notifications import Feed, Notifications, parse_time
+from ..notifications import Change, Feed, Notifications, parse_time
 from ..protocol.frames import Outgoing
 from .base import read_json
 from .websocket import WebSocket
@@ -67,8 +71,11 @@ class FeedReader:
         while rows := await self.feed.next():
             if self._resuming is not None:
                 await asyncio.gather(self._resuming, return_exceptions=True)
-            for row in rows:
-                self._write_row(row)
+            for item in rows:
+                if isinstance(item, Change):
+                    self._write_change(item)
+                else:
+                    self._write_row(item)
         if self.feed.closed == "overflow":
             self._close(1013, "slow_subscriber", "resume with ?since=")
         elif self.feed.closed == "stopped":
@@ -77,6 +84,12 @@ class FeedReader:
     def _write_row(self, row: dict[str, Any]) -> None:
         if row["id"] not in self._sent:
             self._frame({"type": "notification", "notification": row})
+
+    def _write_change(self, change: Change) -> None:
+        if change.kind == "deleted":
+            self._frame({"type": "notification_deleted", "id": change.row["id"]})
+        else:
+            self._frame({"type": f"notification_{change.kind}", "notification": change.row})
 
     async def _resume(self, since: str) -> None:
         """Send the rows created after `since` (closed if there are too many)."""

@@ -18,7 +18,10 @@ event socket does).
 The feed (`feed.py`) sends `{"type": "notification", "notification": {...}}` as rows are
 created; `?since=<ISO time>` (the `created_at` of the last row received), or
 `{"since": ...}` as the first message, sends the rows created after it first, then
-`{"__control__": "resumed", "since", "count"}`. A bad or late message is answered
+`{"__control__": "resumed", "since", "count"}`. A row marked read or unread, or deleted,
+is told to all of the recipient's feeds (`{"type": "notification_updated", "notification"}`,
+`{"type": "notification_deleted", "id"}`), so their other windows follow. A bad or late
+message is answered
 `{"__control__": "error", "detail"}`. A client more than 1000 rows behind (on resume, or not
 reading) is closed with 1013 and a JSON reason; it resumes with `since`, or lists with GET.
 The server stopping closes feeds with 1001.

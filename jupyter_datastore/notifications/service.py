@@ -16,7 +16,10 @@ crash between the two commits maps to the rows it already made; those are kept a
 (a read one stays read).
 
 A feed (`Feed`) is bounded: a recipient's client more than `feed_limit` rows behind is
-closed (`overflow`) and resumes from the time of the last row it got.
+closed (`overflow`) and resumes from the time of the last row it got. Besides new rows, a
+recipient's feeds get each change to one of their rows (`Change`: marked read or unread,
+deleted), so that every window of theirs shows what one of them did; changes are live only
+(a client that was away lists its rows again).
 
 Nobody posts `notification` events (a server schema); a user notifies others through
 `send` (`POST /api/notifications`), which the server posts on their behalf. A row's
@@ -42,7 +45,7 @@ from ..events.catalog import EXECUTION, NOTIFICATION
 from ..events.outbox import Outbox
 from ..store.base import Store, StoredEvent
 
-__all__ = ["Feed", "NotificationPolicy", "Notifications", "parse_time"]
+__all__ = ["Change", "Feed", "NotificationPolicy", "Notifications", "parse_time"]
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +113,24 @@ def parse_time(raw: Any, name: str) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class Feed(Outbox[dict[str, Any]]):
-    """The new rows of one recipient, for one client, in a bounded queue."""
+@dataclass(frozen=True)
+class Change:
+    """A change to a recipient's existing row, for their feeds: `updated` (marked read or
+    unread: `row` is the row as it is now) or `deleted` (`row` is `{"id"}`)."""
+
+    kind: str
+    row: dict[str, Any]
+
+
+class Feed(Outbox[dict[str, Any] | Change]):
+    """The new rows of one recipient, and changes to their rows, for one client, in a
+    bounded queue."""
 
     def __init__(self, recipient: str, limit: int = 1000) -> None:
         super().__init__(limit)
         self.recipient = recipient
 
-    def offer(self, row: dict[str, Any]) -> None:
+    def offer(self, row: dict[str, Any] | Change) -> None:
         self.put(row)
 
 
@@ -372,12 +385,19 @@ class Notifications:
             if bool(row.get("read")) != read:
                 row = {**row, "read": read, "read_at": utc_timestamp() if read else None}
                 await self.store.put_notifications([row])
+                self._tell(recipient, Change("updated", row))
             return row
 
     async def delete(self, recipient: str, notification_id: str) -> None:
         async with self._lock:
             if not await self.store.delete_notification(recipient, notification_id):
                 raise NotFound(f"no notification {notification_id!r}")
+            self._tell(recipient, Change("deleted", {"id": notification_id}))
+
+    def _tell(self, recipient: str, change: Change) -> None:
+        """Push a change to all of the recipient's open feeds (each of their windows)."""
+        for feed in list(self.feeds.get(recipient, ())):
+            feed.offer(change)
 
     async def after(self, recipient: str, since: str, limit: int) -> list[dict[str, Any]] | None:
         """A recipient's rows created after `since`, oldest first; None if more than `limit`."""

@@ -12,7 +12,13 @@ from yclient import eventually
 from jupyter_datastore.errors import BadRequest, NotFound
 from jupyter_datastore.events.bus import EventBus
 from jupyter_datastore.events.catalog import EXECUTION, NOTIFICATION
-from jupyter_datastore.notifications import Feed, NotificationPolicy, Notifications, parse_time
+from jupyter_datastore.notifications import (
+    Change,
+    Feed,
+    NotificationPolicy,
+    Notifications,
+    parse_time,
+)
 from jupyter_datastore.notifications.service import CURSOR
 from jupyter_datastore.store import SQLiteStore
 
@@ -183,6 +189,27 @@ async def test_resume_gives_the_rows_after_a_time_oldest_first(stack) -> None:
     assert after is not None and [r["message"] for r in after] == ["b", "c"]
     assert await stack.service.after("alice", rows[2]["created_at"], 1) is None
     assert await stack.service.after("bob", "2000-01-01T00:00:00Z", 10) == []
+
+
+async def test_each_feed_of_the_recipient_is_told_of_reads_and_deletes(stack) -> None:
+    await stack.notify(["alice"], "one")
+    [row] = await stack.rows("alice", 1)
+    windows = [stack.service.open_feed("alice"), stack.service.open_feed("alice")]
+    bob = stack.service.open_feed("bob")
+    marked = await stack.service.mark("alice", row["id"], True)
+    for feed in windows:
+        assert await asyncio.wait_for(feed.next(), 5) == [Change("updated", marked)]
+    await stack.service.mark("alice", row["id"], True)  # no change: nothing told
+    unmarked = await stack.service.mark("alice", row["id"], False)
+    await stack.service.delete("alice", row["id"])
+    for feed in windows:
+        assert await asyncio.wait_for(feed.next(), 5) == [
+            Change("updated", unmarked),
+            Change("deleted", {"id": row["id"]}),
+        ]
+    assert not bob.queue
+    for feed in (*windows, bob):
+        stack.service.close_feed(feed)
 
 
 def test_a_feed_too_far_behind_is_closed() -> None:
