@@ -9,7 +9,8 @@ or for an identity provider that cannot tell (JupyterHub's, say) every time, eac
 is checked again:
 
 - its request is authenticated again (its token, or its login cookie): a request that no
-  longer names the same user closes the socket with 4403;
+  longer names the same user closes the socket with 4403; sockets opened with the same
+  credentials (a user's windows, a client's many rooms) are authenticated once per look;
 - its own check (`recheck`) runs: a room whose file the user may no longer read closes with
   4403 (writing is decided per message already, so a viewer's socket stays, read-only).
 """
@@ -91,12 +92,17 @@ class LiveChecks:
         if version is not None and self._seen is not None and version == self._seen:
             return
         self._seen = version
+        found: dict[tuple[Any, ...], Any] = {}
         for watched in list(self.watched):
-            await self.check(watched)
+            await self.check(watched, found)
 
-    async def check(self, watched: Watched) -> None:
+    async def check(
+        self, watched: Watched, found: dict[tuple[Any, ...], Any] | None = None
+    ) -> None:
+        """Check one socket; `found`: the user each set of credentials authenticates as,
+        found so far in this look (the sockets that send the same ask once)."""
         try:
-            if not await self._still(watched):
+            if not await self._still(watched, {} if found is None else found):
                 raise Forbidden("your login is no longer valid: log in again")
             watched.recheck()
         except DatastoreError as exc:
@@ -104,21 +110,25 @@ class LiveChecks:
             log.info("closing a socket of %s: %s", watched.user or "an anonymous user", exc.detail)
             watched.close(exc)
 
-    async def _still(self, watched: Watched) -> bool:
+    async def _still(self, watched: Watched, found: dict[tuple[Any, ...], Any]) -> bool:
         """Whether the socket's request still authenticates as its user. The server's own
         token is an anonymous user that jupyter_server names anew at each request: any
         user it gives counts as the same."""
         handler = watched.handler
-        saved = getattr(handler, "_jupyter_current_user", None)
-        handler._jupyter_current_user = None  # jupyter_server returns it as it is otherwise
-        try:
-            user = await ensure_async(self.identity.get_user(handler))
-        finally:
-            handler._jupyter_current_user = saved
+        given = str(self.identity.get_token(handler) or "")
+        credentials = (given, handler.request.headers.get("Cookie"))
+        if credentials in found:
+            user = found[credentials]
+        else:
+            saved = getattr(handler, "_jupyter_current_user", None)
+            handler._jupyter_current_user = None  # jupyter_server returns it as it is otherwise
+            try:
+                user = found[credentials] = await ensure_async(self.identity.get_user(handler))
+            finally:
+                handler._jupyter_current_user = saved
         if user is None:
             return False
         if getattr(user, "username", None) == watched.user:
             return True
         server_token = str(getattr(self.identity, "token", "") or "")
-        given = str(self.identity.get_token(handler) or "")
         return bool(server_token) and hmac.compare_digest(given.encode(), server_token.encode())
