@@ -109,6 +109,12 @@ class SQLStore(Store):
         return int(found[0][0])
 
     async def epoch(self, name: str, *, renew: bool = False) -> str:
+        select = "SELECT id, epoch FROM documents WHERE name = ?"
+        found = [] if renew else await self._query(select, name)  # the common case: a read
+        if found:
+            self._doc_ids[name] = int(found[0][0])
+            return str(found[0][1])
+
         def write() -> Steps:
             if renew:
                 found = yield (
@@ -116,7 +122,7 @@ class SQLStore(Store):
                     (new_epoch(), name),
                 )
             else:
-                found = yield ("SELECT id, epoch FROM documents WHERE name = ?", (name,))
+                found = yield (select, (name,))
             if not found:
                 found = yield (
                     "INSERT INTO documents (name, updated, epoch) VALUES (?, ?, ?)"
