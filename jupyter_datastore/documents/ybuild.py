@@ -34,6 +34,7 @@ _TYPE = 7
 _ANY = 8
 _HAS_ORIGIN = 0x80
 _HAS_PARENT_SUB = 0x20
+_INFO = [bytes((info,)) for info in range(256)]
 # ContentType bodies: the shared type reference (Yjs `typeRefs`).
 _ARRAY = b"\x00"
 _MAP = b"\x01"
@@ -84,7 +85,14 @@ class _Writer:
     def map_entry(self, parent: bytes, key: str, ref: int, body: bytes, length: int = 1) -> int:
         """Write `parent[key]` as the key's first item; return the item's clock."""
         clock = self.clock
-        self.body += bytes((ref | _HAS_PARENT_SUB,)) + parent + self.key(key) + body
+        encoded = self._keys.get(key)
+        if encoded is None:
+            encoded = self._keys[key] = var_string(key)
+        out = self.body
+        out += _INFO[ref | _HAS_PARENT_SUB]
+        out += parent
+        out += encoded
+        out += body
         self.clock = clock + length
         self.count += 1
         return clock
@@ -94,10 +102,15 @@ class _Writer:
     ) -> int:
         """Write one element after the item ending at clock `left` (None: the first one)."""
         clock = self.clock
+        out = self.body
         if left is None:
-            self.body += bytes((ref,)) + parent + body
+            out += _INFO[ref]
+            out += parent
         else:
-            self.body += bytes((ref | _HAS_ORIGIN,)) + b"\x00" + var_uint(left) + body
+            out += _INFO[ref | _HAS_ORIGIN]
+            out += b"\x00"
+            out += var_uint(left)
+        out += body
         self.clock = clock + length
         self.count += 1
         return clock
