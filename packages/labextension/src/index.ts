@@ -8,6 +8,8 @@
  * reconnects with back-off and resumes after the newest row it got, so none is shown twice.
  * Dismissing a notification (or clicking one of its actions) marks it read on the server,
  * which tells the user's other windows: they dismiss it too.
+ *
+ * The second plugin (prompts.ts) shows the input() prompts of cells run by the server.
  */
 
 import {
@@ -17,6 +19,8 @@ import {
 import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+
+import { promptsPlugin } from './prompts';
 
 const PLUGIN_ID = 'jupyter-datastore:notifications';
 const REST = 'api/notifications';
@@ -379,4 +383,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, promptsPlugin];
