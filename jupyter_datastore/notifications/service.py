@@ -230,8 +230,7 @@ class Notifications:
         if rows or self._processed - self._saved >= _SAVE_EVERY:
             await self._save_cursor()
         for row in rows:
-            for feed in list(self.feeds.get(row["recipient"], ())):
-                feed.offer(row)
+            self._tell(row["recipient"], row)
 
     async def _save_cursor(self) -> None:
         processed = self._processed
@@ -394,10 +393,11 @@ class Notifications:
                 raise NotFound(f"no notification {notification_id!r}")
             self._tell(recipient, Change("deleted", {"id": notification_id}))
 
-    def _tell(self, recipient: str, change: Change) -> None:
-        """Push a change to all of the recipient's open feeds (each of their windows)."""
+    def _tell(self, recipient: str, item: dict[str, Any] | Change) -> None:
+        """Push a new row or a change to all of the recipient's open feeds (each of their
+        windows)."""
         for feed in list(self.feeds.get(recipient, ())):
-            feed.offer(change)
+            feed.offer(item)
 
     async def after(self, recipient: str, since: str, limit: int) -> list[dict[str, Any]] | None:
         """A recipient's rows created after `since`, oldest first; None if more than `limit`."""

@@ -36,6 +36,8 @@ from .schema import Dialect, Many, Statement, Steps, new_epoch
 
 __all__ = ["SQLStore"]
 
+_DOC_ROW = "SELECT id, epoch FROM documents WHERE name = ?"
+
 APPEND = "INSERT INTO updates (doc, seq, data, time) VALUES (?, ?, ?, ?)"
 RECORDS = ("events", "executions", "notifications", "permissions", "forks")
 """The tables `counts` reports."""
@@ -99,37 +101,35 @@ class SQLStore(Store):
         cached = self._doc_ids.get(name)
         if cached is not None:
             return cached
-        found = yield ("SELECT id FROM documents WHERE name = ?", (name,))
+        doc_id, _ = yield from self._doc_row(name)
+        return doc_id
+
+    def _doc_row(self, name: str) -> Steps:
+        """A document's id and epoch, its row made (with a new epoch) if new."""
+        found = yield (_DOC_ROW, (name,))
         if not found:
             found = yield (
                 "INSERT INTO documents (name, updated, epoch) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+                " ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id, epoch",
                 (name, time.time(), new_epoch()),
             )
-        return int(found[0][0])
+        return int(found[0][0]), str(found[0][1])
 
     async def epoch(self, name: str, *, renew: bool = False) -> str:
-        select = "SELECT id, epoch FROM documents WHERE name = ?"
-        found = [] if renew else await self._query(select, name)  # the common case: a read
+        found = [] if renew else await self._query(_DOC_ROW, name)  # the common case: a read
         if found:
             self._doc_ids[name] = int(found[0][0])
             return str(found[0][1])
 
         def write() -> Steps:
             if renew:
-                found = yield (
+                renewed = yield (
                     "UPDATE documents SET epoch = ? WHERE name = ? RETURNING id, epoch",
                     (new_epoch(), name),
                 )
-            else:
-                found = yield (select, (name,))
-            if not found:
-                found = yield (
-                    "INSERT INTO documents (name, updated, epoch) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id, epoch",
-                    (name, time.time(), new_epoch()),
-                )
-            return int(found[0][0]), str(found[0][1])
+                if renewed:
+                    return int(renewed[0][0]), str(renewed[0][1])
+            return (yield from self._doc_row(name))
 
         doc_id, epoch = await self._write(write())
         self._doc_ids[name] = int(doc_id)  # the row may be another than the one known before
