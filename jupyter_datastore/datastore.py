@@ -228,14 +228,18 @@ class Datastore:
         return room
 
     def may_view(self, user: str | None, path: Any) -> bool:
-        """Whether `user` may view what a path names (the one path check first: a path
-        that is malformed or leaves the root is not viewable)."""
+        """Whether `user` may view what a path names."""
+        return self.role_on(user, path) >= Role.VIEWER
+
+    def role_on(self, user: str | None, path: Any) -> Role:
+        """The role of `user` on what a path names (the one path check first: a path that
+        is malformed or leaves the root gives no role)."""
         if not isinstance(path, str):
-            return False
+            return Role.NONE
         try:
-            return self.permissions.role(user, self.paths.real(path)) >= Role.VIEWER
+            return self.permissions.role(user, self.paths.real(path))
         except DatastoreError:
-            return False
+            return Role.NONE
 
     def _presence_view(
         self, user: str | None, entries: list[AwarenessEntry]

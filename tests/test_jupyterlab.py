@@ -141,6 +141,15 @@ class Tab:
         return self.page.locator(EDITOR).first
 
     @property
+    def cells(self) -> Locator:
+        return self.page.locator(".jp-Notebook .jp-Cell")
+
+    @property
+    def read_only_mark(self) -> Locator:
+        """jupyter-datastore's mark on a document the user may only view."""
+        return self.page.locator(".jp-Datastore-readOnly")
+
+    @property
     def dirty_tab(self) -> Locator:
         """The notebook's tab while it has unsaved changes."""
         return self.page.locator(".lm-TabBar-tab.jp-mod-dirty")
@@ -333,12 +342,14 @@ def test_jupyterlab_runs_cells_on_the_server_and_outputs_survive_the_tab(
         settle(tabs)
 
 
-def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
-    make_server, tmp_path
-) -> None:
+def test_a_viewer_in_jupyterlab_reads_live_in_a_read_only_notebook(make_server, tmp_path) -> None:
+    """A viewer's notebook opens read-only with a mark and follows the owner's edits live;
+    a role changed while it is open switches it at once; a change the server refused anyway
+    (a cell inserted) is dropped by loading the notebook again, with a notification."""
     root = tmp_path / "root"
     path = root / "shared.ipynb"
     write_notebook(path, {**notebook(code_cell("x = 1", "c1")), "metadata": {}})
+    (root / "notes.txt").write_text("some notes")
     (root / "private").mkdir()
     write_notebook(root / "private/secret.ipynb", notebook(code_cell("s = 1", "s1")))
     roles = ["--DatastoreApp.default_role=viewer", "--DatastoreApp.owners=alice"]
@@ -348,14 +359,7 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
     args = [f"--LabApp.app_settings_dir={settings}", *TWO_USERS, *roles]
     server = make_server(args, root=root, env=two_users_env())
     lab = f"{server.url}/lab/tree/shared.ipynb"
-    rule = {"users": {"alice": "owner"}, "default": "none"}
-    shared = httpx.put(
-        f"{server.url}/api/datastore/permissions/private",
-        json=rule,
-        headers={"Authorization": "token alice-token"},
-        timeout=30,
-    )
-    assert shared.status_code == 200, shared.text
+    set_rule("private", {"users": {"alice": "owner"}, "default": "none"}, server)
 
     with browser_tabs(server) as (browser, tabs):
         tabs += [Tab(browser, "alice"), Tab(browser, "carol")]
@@ -370,21 +374,51 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
         expect(alice.page.locator(listing, has_text="private")).to_be_visible()
         expect(carol.page.locator(listing, has_text="private")).to_have_count(0)
 
+        # carol's notebook is read-only, marked so (once: JupyterLab's own mark gives way).
+        expect(carol.read_only_mark).to_be_visible(timeout=SYNC_TIMEOUT)
+        expect(carol.page.locator(".jp-ToolbarLabelComponent")).to_have_count(0)
+        expect(carol.editor).to_have_attribute("aria-readonly", "true")
+        expect(alice.read_only_mark).to_be_hidden()
         alice.type_at_end(" # alice")
         expect(carol.editor).to_have_text("x = 1 # alice", timeout=SYNC_TIMEOUT)
-        carol.type_at_end(" # carol")
-        # The server refuses carol's edit: alice never gets it, and the file never has it.
+        carol.type_at_end(" # carol")  # nothing is typed
+        expect(carol.editor).to_have_text("x = 1 # alice")
+
+        # A change the editor cannot stop: a cell inserted. The server refuses it, and
+        # carol's page loads the notebook again instead of keeping a copy of its own.
+        carol.page.keyboard.press("Escape")
+        carol.page.keyboard.press("b")
+        notice = carol.page.locator(".jp-toast-message", has_text="was not taken")
+        expect(notice).to_be_visible(timeout=SYNC_TIMEOUT)
+        expect(carol.cells).to_have_count(1, timeout=SYNC_TIMEOUT)
+        expect(carol.editor).to_have_text("x = 1 # alice", timeout=LOAD_TIMEOUT)
+        expect(carol.read_only_mark).to_be_visible()
         wait_until(
             lambda: sources(read_notebook(path)) == ["x = 1 # alice"],
             timeout=15,
-            what="alice's edit autosaved",
+            what="alice's edit autosaved, and no cell of carol's",
         )
-        alice.type_at_end("!")
-        expect(alice.editor).to_have_text("x = 1 # alice!", timeout=SYNC_TIMEOUT)
+        expect(alice.cells).to_have_count(1)
+
+        # alice makes carol an editor: her window switches at once, from a fresh copy (hers
+        # holds what the room refused, JupyterLab's own bookkeeping at least, on which her
+        # edits would depend), and her typing counts.
+        set_rule("shared.ipynb", {"users": {"carol": "editor"}}, server)
+        promoted = carol.page.locator(".jp-toast-message", has_text="you may edit it now")
+        expect(promoted).to_be_visible(timeout=SYNC_TIMEOUT)
+        expect(carol.read_only_mark).to_be_hidden(timeout=SYNC_TIMEOUT)
+        expect(carol.editor).to_have_text("x = 1 # alice", timeout=LOAD_TIMEOUT)
+        expect(carol.editor).not_to_have_attribute("aria-readonly", "true")
+        carol.type_at_end(" # carol")
+        expect(alice.editor).to_have_text("x = 1 # alice # carol", timeout=SYNC_TIMEOUT)
+        # ... and a viewer again: read-only again, without a reload.
+        set_rule("shared.ipynb", None, server)
+        expect(carol.read_only_mark).to_be_visible(timeout=SYNC_TIMEOUT)
+        expect(carol.editor).to_have_attribute("aria-readonly", "true")
         wait_until(
-            lambda: sources(read_notebook(path)) == ["x = 1 # alice!"],
+            lambda: sources(read_notebook(path)) == ["x = 1 # alice # carol"],
             timeout=15,
-            what="alice's second edit autosaved",
+            what="carol's edit as an editor autosaved",
         )
         audit = httpx.get(
             f"{server.url}/api/events",
@@ -393,15 +427,33 @@ def test_a_viewer_in_jupyterlab_reads_live_and_their_typing_reaches_no_one(
             timeout=30,
         ).json()["events"]
         assert any(e["user"] == "carol" and e["operation"] == "edit" for e in audit)
-        # carol's page stays connected (one socket to the room, no reconnect loop) and
+        # A text file opens read-only too.
+        carol.page.locator(listing, has_text="notes.txt").dblclick()
+        text = carol.page.locator(".jp-FileEditor .cm-content")
+        expect(text).to_have_text("some notes", timeout=LOAD_TIMEOUT)
+        expect(text).to_have_attribute("aria-readonly", "true")
+        file_mark = carol.page.locator(".jp-FileEditorPanel, .jp-Document", has=text)
+        expect(file_mark.locator(".jp-Datastore-readOnly")).to_be_visible()
+        # carol's page connected to the room three times (the two reloads), no more, and
         # raised no error.
         notebook_sockets = [u for u in carol.socket_urls if f"{ROOM_PATH}json:" in u]
-        assert len(notebook_sockets) == 1, carol.socket_urls
+        assert len(notebook_sockets) == 3, carol.socket_urls
         assert not carol.errors and not alice.errors, (carol.errors, alice.errors)
         # JupyterLab works for a viewer: nothing it needs (its page, settings, workspace,
         # kernel specs, contents, the room) was refused.
         settle(tabs)
         assert not carol.refused and not alice.refused, (carol.refused, alice.refused)
+
+
+def set_rule(path: str, rule: dict[str, Any] | None, server: Any) -> None:
+    """alice (an owner) sets the rule of `path`, or removes it (None)."""
+    url = f"{server.url}/api/datastore/permissions/{path}"
+    headers = {"Authorization": "token alice-token"}
+    if rule is None:
+        response = httpx.delete(url, headers=headers, timeout=30)
+    else:
+        response = httpx.put(url, json=rule, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
 
 
 def test_jupyterlab_time_slider_shows_the_past_and_restores_it(make_server, tmp_path) -> None:

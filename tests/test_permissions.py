@@ -40,6 +40,11 @@ def refusals(client: YClient) -> list[dict[str, Any]]:
     return [r for r in client.raw if r.get("type") == "refused"]
 
 
+def roles_told(client: YClient) -> list[tuple[str, bool]]:
+    """The roles the room told the peer (RAW `role`), in order."""
+    return [(r["role"], r["edit"]) for r in client.raw if r.get("type") == "role"]
+
+
 async def test_a_viewer_reads_but_their_edits_reach_no_one(server) -> None:
     write_notebook(server.root / "shared.ipynb", notebook(code_cell("x = 1", "c1")))
     await share(server, "shared.ipynb", {"users": {"bob": "editor", "carol": "viewer"}})
@@ -47,12 +52,17 @@ async def test_a_viewer_reads_but_their_edits_reach_no_one(server) -> None:
     carol = await YClient.connect(server.url, TOKENS["carol"], "shared.ipynb")
     try:
         assert source(carol) == "x = 1"  # a viewer syncs
+        # Each peer is told its role on joining: a front end opens it read-only for carol.
+        await until(lambda: roles_told(carol) == [("viewer", False)], what="carol's role")
+        await until(lambda: roles_told(bob) == [("editor", True)], what="bob's role")
         type_into(carol, " # carol was here")
         await until(lambda: len(refusals(carol)) == 1, what="the refusal")
         assert "needs the role editor" in refusals(carol)[0]["reason"]
         assert "carol is viewer" in refusals(carol)[0]["reason"]
+        assert refusals(carol)[0]["reload"] is True  # her copy now differs from the room's
         saved = await carol.save(request_id=7)  # Ctrl-S from a viewer is refused too
         assert saved["status"] == "failed" and len(refusals(carol)) == 2
+        assert refusals(carol)[1]["reload"] is False  # nothing of hers is in her copy only
         # bob's edit goes through, to carol as well; carol's never reached bob or the file.
         type_into(bob, " # bob")
         await until(lambda: "# bob" in source(carol), what="bob's edit at carol")
@@ -77,12 +87,18 @@ async def test_a_role_changed_while_the_room_is_open_applies_to_the_next_message
         type_into(bob, "b")
         await until(lambda: source(alice) == "ab", what="bob's first edit")
         await share(server, "demote.ipynb", {"users": {"bob": "viewer"}})
+        # The open room tells bob at once (a front end switches to read-only)...
+        told = [("editor", True), ("viewer", False)]
+        await until(lambda: roles_told(bob) == told, what="bob told he is a viewer")
         type_into(bob, "c")
         await until(lambda: len(refusals(bob)) == 1, what="bob's refusal")
         assert source(alice) == "ab"
         # Promoted again, bob edits from a fresh copy (his old one holds the refused "c",
         # on which his next edits would depend).
         await share(server, "demote.ipynb", {"users": {"bob": "editor"}})
+        told.append(("editor", True))
+        await until(lambda: roles_told(bob) == told, what="bob told he edits again")
+        assert roles_told(alice) == [("owner", True)]  # a rule that changes nothing for alice
         again = await YClient.connect(server.url, TOKENS["bob"], "demote.ipynb")
         type_into(again, "d")
         await until(lambda: source(alice) == "abd", what="bob's edit after promotion")
@@ -90,6 +106,25 @@ async def test_a_role_changed_while_the_room_is_open_applies_to_the_next_message
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_contents_say_writable_only_to_those_who_may_edit(server) -> None:
+    """JupyterLab opens a file whose contents model is not writable read-only, with its own
+    mark, and refuses Ctrl-S: a viewer's models say so, an editor's do not."""
+    folder = server.root / "writable"
+    folder.mkdir()
+    write_notebook(folder / "nb.ipynb", notebook(code_cell("x", "c1")))
+    (folder / "notes.txt").write_text("notes")
+    await share(server, "writable", {"users": {"bob": "editor", "carol": "viewer"}})
+    await share(server, "writable/notes.txt", {"users": {"carol": "editor"}, "default": "viewer"})
+    for user, nb, notes in (("bob", True, False), ("carol", False, True), ("alice", True, True)):
+        async with http(server, user) as client:
+            listing = (await client.get("/api/contents/writable")).json()
+            entries = {e["name"]: e["writable"] for e in listing["content"]}
+            assert entries == {"nb.ipynb": nb, "notes.txt": notes}, user
+            model = (await client.get("/api/contents/writable/nb.ipynb?content=0")).json()
+            assert model["writable"] is nb, user
+            assert listing["writable"] is nb, user  # the folder: as the notebook, by the rule
 
 
 async def test_runners_run_viewers_do_not(server) -> None:

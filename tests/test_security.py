@@ -92,6 +92,19 @@ async def test_nbconvert_needs_viewer_on_the_file(as_user) -> None:
     assert shared.status_code == 200 and "1 + 1" in shared.text
 
 
+async def test_notebook_7_pages_of_a_file_need_viewer_on_it(as_user) -> None:
+    """Notebook 7's tree page looks the path up (a folder's page, or a redirect to the
+    file's): not for a path the user may not view, whose existence it would tell."""
+    for user in ("mallory", "anonymous", "bob", "carol"):
+        for page in ("tree", "notebooks", "edit"):
+            response = await as_user(user).get(f"/{page}/{SECRET}", follow_redirects=False)
+            assert refused(response), (user, page, response.status_code)
+    for user in ("alice", "carol"):
+        shared = await as_user(user).get("/tree/team/notes.ipynb", follow_redirects=False)
+        assert shared.status_code == 302, (user, shared.status_code)
+    assert (await as_user("mallory").get("/tree", follow_redirects=False)).status_code == 200
+
+
 ESCAPES = ["team/..%2fprivate%2fsecret.ipynb", "team/%2e%2e/private/secret.ipynb"]
 
 

@@ -8,9 +8,9 @@ what the user needs and checks it with the permissions, on real paths (`paths.py
 refusal is a 403 (and an audit event); a path that leaves the root a 404.
 
 The same subclasses filter what lists show (`_lists`): a folder listing leaves out what the
-user may not open, the sessions list the sessions of notebooks they may not view, the kernels
-list the kernels that serve only such notebooks, the terminals list is empty below runner
-on the root.
+user may not open (and a contents model says `writable: false` where they may not edit),
+the sessions list the sessions of notebooks they may not view, the kernels list the kernels
+that serve only such notebooks, the terminals list is empty below runner on the root.
 """
 
 from __future__ import annotations
@@ -84,8 +84,18 @@ class Gate:
                 result = super().prepare(*args, **kwargs)
                 while inspect.isawaitable(result):
                     result = await result
-                if not self._finished:
+                if self._finished:
+                    return
+                try:
                     await gate.check(self, cls)
+                except web.HTTPError as exc:
+                    if not hasattr(self, "get_page_config"):
+                        raise
+                    # A page of Notebook 7 (or JupyterLab): their error template needs the
+                    # page's config, made only once the page is allowed.
+                    self.set_status(exc.status_code)
+                    self.set_header("Content-Type", "text/plain; charset=UTF-8")
+                    self.finish(f"{exc.status_code}: {exc.log_message or exc.reason}\n")
 
             def finish(self, chunk: Any = None) -> Any:
                 if chunk is not None and getattr(self, _DECIDED, False):
@@ -177,15 +187,23 @@ class Gate:
         return self.datastore.may_view(_user(handler), path)
 
     def _listing(self, handler: Any, model: Any) -> Any:
-        if isinstance(model, dict) and model.get("type") == "directory":
-            content = model.get("content")
-            if isinstance(content, list):
-                model["content"] = [
-                    entry
-                    for entry in content
-                    if isinstance(entry, dict) and self._visible(handler, entry.get("path"))
-                ]
-        return model
+        """A contents model as the user sees it: a folder without what they may not open,
+        and `writable` false where they may not edit (JupyterLab then opens the file
+        read-only and refuses to save it, with its own read-only mark)."""
+        if not isinstance(model, dict):
+            return model
+        user = _user(handler)
+        content = model.get("content")
+        if model.get("type") == "directory" and isinstance(content, list):
+            entries = [
+                (entry, self.datastore.role_on(user, entry.get("path")))
+                for entry in content
+                if isinstance(entry, dict)
+            ]
+            model["content"] = [
+                _writable_for(entry, role) for entry, role in entries if role >= Role.VIEWER
+            ]
+        return _writable_for(model, self.datastore.role_on(user, model.get("path")))
 
     def _sessions(self, handler: Any, model: Any) -> Any:
         if isinstance(model, list):
@@ -207,6 +225,12 @@ class Gate:
         """The kernels that serve only notebooks the user may not view."""
         sessions = await self.datastore.executor.sessions.list_sessions()
         return hidden_kernels(sessions, lambda path: self._visible(handler, path))
+
+
+def _writable_for(model: dict[str, Any], role: Role) -> dict[str, Any]:
+    if model.get("writable"):
+        model["writable"] = role >= Role.EDITOR
+    return model
 
 
 def _user(handler: Any) -> str | None:

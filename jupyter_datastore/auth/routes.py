@@ -101,6 +101,13 @@ def on_path(read: Role, write: Role) -> Requirements:
     return needs
 
 
+async def page_of_path(handler: Any, resolver: Resolver) -> list[Need]:
+    """A page showing a file or folder: viewer on it (the root's page: any user, who sees in
+    it what they may open)."""
+    path = _path_arg(handler).strip("/")
+    return [Need(path, Role.VIEWER, "open")] if path else []
+
+
 async def owner_writes(handler: Any, resolver: Resolver) -> list[Need]:
     """Reading for any user; a change that applies to everybody needs owner on the root."""
     return [] if _reading(handler) else [Need("", Role.OWNER, "change server-wide settings")]
@@ -258,4 +265,12 @@ ROUTES: dict[str, Decision] = {
     "jupyterlab.handlers.plugin_manager_handler.PluginHandler": owner_writes,
     "jupyterlab.handlers.announcements.CheckForUpdateHandler": ALLOW,
     "jupyterlab.handlers.announcements.NewsHandler": ALLOW,
+    # Notebook 7: its pages; those that name a file or folder (the tree page looks it up to
+    # redirect) need the viewer role on it, as its contents would
+    "notebook.app.TreeHandler": page_of_path,
+    "notebook.app.NotebookHandler": page_of_path,
+    "notebook.app.FileHandler": page_of_path,
+    "notebook.app.ConsoleHandler": ALLOW,  # the page; its kernel is decided as any kernel's
+    "notebook.app.TerminalHandler": ALLOW,  # the page; its socket needs runner on the root
+    "notebook.app.CustomCssHandler": ALLOW,
 }

@@ -11,7 +11,9 @@ nowhere else:
           a malformed file id); an awareness limit passed (`protocol/awareness.py`,
           `rooms/awareness.py`)
     4403  the user's role on the file does not allow reading it (an edit or a save it does
-          not allow is refused with a RAW `refused` message instead; the peer stays)
+          not allow is refused with a RAW `refused` message instead, `reload` true for an
+          edit; the peer stays). The peer is told its role on the file when it joins and
+          at each change: RAW `{"type": "role", "role", "edit"}`
     4404  a well-formed room id that names no file or fork; the file does not exist
     4500  the document could not be loaded
     1003  the sessionId is not the room's (JSON: reason, sessionId, reloadable): another
@@ -91,6 +93,8 @@ class RoomPeer:
         self.room: Room | None = None
         self.socket: WebSocket | None = None
         self.watched: Watched | None = None
+        self.role_told: Role | None = None
+        """The role last told to the peer (a RAW `role` message), None before the first."""
 
     async def run(self, socket: WebSocket, response: bytes) -> None:
         try:
@@ -105,8 +109,9 @@ class RoomPeer:
             async with self.datastore.rooms.hold(self.name) as room:  # open from check to join
                 self._check_session(room)
                 self.room = await self.datastore.rooms.join(self.name, socket, user=self.user)
+            self._tell_role()
             if self.handler is not None:
-                watched = Watched(self.user, self.handler, self._fail, self._check_access)
+                watched = Watched(self.user, self.handler, self._fail, self._recheck)
                 self.watched = self.datastore.live.add(watched)
         except DatastoreError as exc:
             self._fail(exc)
@@ -188,6 +193,26 @@ class RoomPeer:
             return
         self._check_role(Role.VIEWER, "open")
 
+    def _recheck(self) -> None:
+        """After a change of users or rules: may the user stay, and with what role?"""
+        self._check_access()
+        self._tell_role()
+
+    def _tell_role(self) -> None:
+        """Tell the peer its role on the document's file when it joins and each time it
+        changes, so that a front end opens the document read-only for a viewer and switches
+        live (RAW `{"type": "role", "role", "edit"}`; rooms with no file say nothing)."""
+        if self.name == STATE_ROOM or self.socket is None:
+            return
+        path = self._path()
+        if path is None:
+            return
+        role = self.datastore.permissions.role(self.user, path)
+        if role != self.role_told:
+            self.role_told = role
+            told = {"type": "role", "role": role.label, "edit": role >= Role.EDITOR}
+            self.socket.send(Outgoing(raw_message(told)))
+
     def _refuse(self, socket: WebSocket, message: Message) -> bool:
         """Refuse an edit or a save the peer's role does not allow: a RAW `refused` message
         says why, the peer stays (it may still read and show presence)."""
@@ -202,7 +227,11 @@ class RoomPeer:
         try:
             self._check_role(Role.EDITOR, operation)
         except Forbidden as exc:
-            socket.send(Outgoing(raw_message({"type": "refused", "reason": exc.detail})))
+            # An edit stays in the peer's copy, which no longer matches the room's: it should
+            # load the document again (a refusal for a store fault keeps it, to send later).
+            reload = operation == "edit"
+            refusal = {"type": "refused", "reason": exc.detail, "reload": reload}
+            socket.send(Outgoing(raw_message(refusal)))
             if isinstance(message, SaveRequest):  # the client waits for the save's answer
                 reply = {"type": "save", "responseTo": message.request_id, "status": "failed"}
                 socket.send(Outgoing(raw_message(reply)))

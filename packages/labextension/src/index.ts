@@ -9,7 +9,8 @@
  * Dismissing a notification (or clicking one of its actions) marks it read on the server,
  * which tells the user's other windows: they dismiss it too.
  *
- * The second plugin (prompts.ts) shows the input() prompts of cells run by the server.
+ * The other plugins: prompts.ts shows the input() prompts of cells run by the server,
+ * readonly.ts opens what the user may only view read-only.
  */
 
 import {
@@ -21,6 +22,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { promptsPlugin } from './prompts';
+import { readOnlyPlugin } from './readonly';
 
 const PLUGIN_ID = 'jupyter-datastore:notifications';
 const REST = 'api/notifications';
@@ -383,4 +385,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, promptsPlugin];
+export default [plugin, promptsPlugin, readOnlyPlugin];
