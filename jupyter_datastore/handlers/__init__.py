@@ -19,7 +19,7 @@ from .openapi import OpenAPIHandler
 from .permissions import PermissionsHandler
 from .room import RoomHandler
 from .session import DocSessionHandler
-from .state import StateHandler, StateRefreshHandler
+from .state import StateHandler, StateRefreshHandler, StateSubscribeHandler
 from .status import StatusHandler
 from .undo import RedoHandler, UndoHandler
 
@@ -35,6 +35,7 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/openapi.json", OpenAPIHandler),
     (r"/api/datastore/state", StateHandler),
     (r"/api/datastore/state/refresh", StateRefreshHandler),
+    (r"/api/datastore/state/subscribe", StateSubscribeHandler),
     (r"/api/datastore/permissions/(?P<path>.*)", PermissionsHandler),
     (r"/api/datastore/rooms/(?P<room_id>[^/]+)/undo", UndoHandler),
     (r"/api/datastore/rooms/(?P<room_id>[^/]+)/redo", RedoHandler),

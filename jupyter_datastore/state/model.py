@@ -10,7 +10,8 @@ finds nothing new sends nothing) and the JSON snapshot needs no Y decoding.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,9 @@ from pycrdt import Map
 from ..documents.roomid import STATE_ROOM
 from ..rooms.room import Room
 
-__all__ = ["MAPS", "STATE_ROOM", "Change", "StateModel"]
+__all__ = ["MAPS", "STATE_ROOM", "Change", "Listener", "StateModel"]
+
+log = logging.getLogger(__name__)
 
 MAPS: tuple[str, ...] = (
     "kernels",
@@ -36,11 +39,17 @@ MAPS: tuple[str, ...] = (
 Change = tuple[str, str, Any]
 """(map, key, value); a value of None removes the entry."""
 
+Listener = Callable[[list[Change]], None]
+"""Called after each write with the changes it made (never empty), synchronously."""
+
 
 class StateModel:
     def __init__(self, room: Room) -> None:
         self.room = room
         self.maps: dict[str, dict[str, Any]] = {name: {} for name in MAPS}
+        self.listeners: list[Listener] = []
+        """Told of every write once it is applied (the live feeds, `feed.py`): one call per
+        write, so a burst of changes costs each listener one look."""
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {name: dict(entries) for name, entries in self.maps.items()}
@@ -62,6 +71,11 @@ class StateModel:
                     ymap[key] = value
                     entries.pop(key, None)  # re-inserted last: the dict keeps write order
                     entries[key] = value
+        for listener in list(self.listeners):
+            try:
+                listener(real)
+            except Exception:  # one broken listener must not stop the model, nor the others
+                log.exception("a listener of the state model failed")
         return len(real)
 
     def replacing(self, name: str, entries: dict[str, Any]) -> list[Change]:

@@ -51,6 +51,7 @@ from ..execution.service import Executor
 from ..rooms import RoomManager
 from ..rooms.room import Room, RoomSettings
 from ..store.base import StoredEvent
+from .feed import StateFeeds
 from .hooks import call_after
 from .model import STATE_ROOM, Change, StateModel
 from .sources import (
@@ -111,6 +112,8 @@ class ServerState:
         self.session_id = uuid.uuid4().hex
         """Changes at every start: the document is rebuilt, so a client's old copy is void."""
         self.model = StateModel(Room(STATE_ROOM, read_only=REFUSAL, settings=room_settings))
+        self.feeds = StateFeeds(self.model, self.snapshot)
+        """The per-user JSON feeds (`WS /api/datastore/state/subscribe`)."""
 
         self._stale: set[str] = set()
         self._executions: set[str] = set()
@@ -159,6 +162,7 @@ class ServerState:
             self._tasks.append(asyncio.ensure_future(self._reconcile()))
 
     async def stop(self) -> None:
+        self.feeds.stop()
         for undo in self._undo:
             undo()
         if self._subscription is not None:
