@@ -518,11 +518,18 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=PARTS,
-        help="run only this part (repeatable); default: all of them",
+        choices=(*PARTS, "panel"),
+        help="run only this part (repeatable); default: all of them (panel: only when named)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
+    if "panel" in parts:  # JupyterLab's Datastore panel in Chromium: reported on its own
+        import panel
+
+        panel.report(panel.run(10 if args.quick else 50))
+        parts.discard("panel")
+        if not parts:
+            return
     plan = QUICK if args.quick else FULL
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(exist_ok=True)

@@ -192,6 +192,9 @@ async def test_input_and_getpass_answered_by_another_client(server, api) -> None
         waiting = await api.wait(record["id"], {"awaiting_input"})
         assert waiting["input_request"] == {"prompt": "name? ", "password": False}
         await until(lambda: "input_request" in cell_json(reader.doc, "ask"), what="prompt in doc")
+        # The server's state shows it waiting (an event says so: no polling needed).
+        state = (await api.http.get("/api/datastore/state")).json()
+        assert state["executions"][record["id"]]["status"] == "awaiting_input"
         assert cell_json(reader.doc, "ask")["input_request"]["execution_id"] == record["id"]
         answered = await other.http.post(
             f"/api/datastore/executions/{record['id']}/input", json={"value": "Ada"}
@@ -217,6 +220,12 @@ async def test_input_and_getpass_answered_by_another_client(server, api) -> None
         )
         assert late.status_code == 409
         assert late.json()["error"] == "conflict"
+        schema = "https://events.jupyter.org/jupyter_datastore/execution/v1"
+        events = (await api.http.get("/api/events", params={"schema_id": schema})).json()
+        actions = [e["action"] for e in events["events"] if e["execution_id"] == record["id"]]
+        asked = ["input_requested", "input_answered"]
+        assert actions == ["queued", "started", *asked, *asked, "finished"], actions
+        assert secret not in json.dumps(events)
     finally:
         await reader.close()
         await other.close()

@@ -215,6 +215,7 @@ class KernelRunner:
 
         self._write(run, write)
         self._spawn(self.persist(record))
+        self.emit(EXECUTION, execution_event("input_answered", record))
         return True
 
     async def _work(self) -> None:
@@ -560,6 +561,7 @@ class KernelRunner:
         shown = {**request, "execution_id": record.id}
         self._write(run, lambda cell: set_input_request(cell, shown))
         self._spawn(self.persist(record))
+        self.emit(EXECUTION, execution_event("input_requested", record))
 
     # --- life cycle ---
 

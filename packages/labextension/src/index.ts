@@ -10,7 +10,7 @@
  * which tells the user's other windows: they dismiss it too.
  *
  * The other plugins: prompts.ts shows the input() prompts of cells run by the server,
- * readonly.ts opens what the user may only view read-only.
+ * readonly.ts opens what the user may only view read-only, panel.ts is the Datastore panel.
  */
 
 import {
@@ -21,6 +21,8 @@ import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { ICellHost, revealCell } from './cells';
+import { panelPlugin } from './panel';
 import { promptsPlugin } from './prompts';
 import { readOnlyPlugin } from './readonly';
 
@@ -36,8 +38,6 @@ const LAST_RETRY = 30000;
 const SHORT_TOAST = 10000;
 /** Resume from the beginning when the user has no row yet (nothing is older). */
 const EPOCH = '1970-01-01T00:00:00.000000Z';
-/** How long to wait for a notebook's cell to arrive before giving up on revealing it. */
-const CELL_WAIT = 10000;
 
 /** One of the user's notifications, as the server stores it. */
 interface IRow {
@@ -65,21 +65,6 @@ class Absent extends Error {}
 
 /** Where a notification's link leads: a file to open, or another page of the server. */
 type Target = { path: string } | { url: string };
-
-/** The part of a notebook panel used to reveal a cell (kept structural on purpose:
- * Notebook 7 and JupyterLab share it, and nothing more of the notebook is needed). */
-interface ICellHost {
-  context?: { ready: Promise<void> };
-  revealed?: Promise<void>;
-  content?: {
-    widgets: ReadonlyArray<{ model: { id: string } }>;
-    activeCellIndex: number;
-    scrollToItem?: (index: number) => Promise<void>;
-    model?: {
-      cells: { changed: { connect(f: () => void): void; disconnect(f: () => void): void } };
-    } | null;
-  };
-}
 
 /** Our types are JupyterLab's own, but for the unknown ones. */
 function labType(type: string): Notification.TypeOptions {
@@ -335,44 +320,6 @@ class ServerNotifications {
   private _rowOf = new Map<string, string>();
 }
 
-/** Make a notebook's cell the active one and scroll to it, once the notebook has it. */
-async function revealCell(widget: ICellHost, cellId: string): Promise<void> {
-  await widget.context?.ready;
-  await widget.revealed;
-  const notebook = widget.content;
-  if (!notebook || !Array.isArray(notebook.widgets)) {
-    return; // not a notebook
-  }
-  const select = (): boolean => {
-    const index = notebook.widgets.findIndex(cell => cell.model.id === cellId);
-    if (index < 0) {
-      return false;
-    }
-    notebook.activeCellIndex = index;
-    void notebook.scrollToItem?.(index);
-    return true;
-  };
-  const cells = notebook.model?.cells;
-  if (select() || !cells) {
-    return;
-  }
-  // The document's content may still be on its way from the server.
-  await new Promise<void>(resolve => {
-    const changed = (): void => {
-      if (select()) {
-        done();
-      }
-    };
-    const done = (): void => {
-      cells.changed.disconnect(changed);
-      window.clearTimeout(timer);
-      resolve();
-    };
-    const timer = window.setTimeout(done, CELL_WAIT);
-    cells.changed.connect(changed);
-  });
-}
-
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description:
@@ -385,4 +332,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, promptsPlugin, readOnlyPlugin];
+export default [plugin, promptsPlugin, readOnlyPlugin, panelPlugin];
