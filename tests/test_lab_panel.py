@@ -266,7 +266,7 @@ def test_open_documents_show_who_is_in_them_and_a_viewer_sees_no_action_nor_priv
             expect(tab.document("run.ipynb")).to_have_attribute(
                 "data-users", "bob", timeout=SHOWN_WITHIN
             )
-            expect(tab.document("run.ipynb").locator(".jp-Datastore-peers")).to_have_text("1")
+            expect(tab.document("run.ipynb").locator(".jp-Datastore-peers")).to_have_text("1 peer")
 
         # A kernel and an execution: alice gets their actions, carol sees them without any.
         started = call(server, "alice", "POST", "/api/kernels", {"name": "python3"})

@@ -369,8 +369,9 @@ export class DatastorePanel extends Widget implements IStateListener {
         (row, _key, entry) => {
           row.dataset.path = text(entry.path);
           setText(part(row, 'path'), text(entry.path));
-          setText(part(row, 'peers'), String(entry.peers ?? 0));
-          part(row, 'peers').title = 'peers';
+          const peers = Number(entry.peers ?? 0);
+          setText(part(row, 'peers'), `${peers} ${peers === 1 ? 'peer' : 'peers'}`);
+          part(row, 'peers').title = 'connections to the document';
           const users = Array.isArray(entry.users) ? entry.users.map(text) : [];
           setText(part(row, 'users'), users.join(', '));
           row.dataset.users = users.join(',');
