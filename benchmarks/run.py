@@ -518,11 +518,19 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=(*PARTS, "panel"),
-        help="run only this part (repeatable); default: all of them (panel: only when named)",
+        choices=(*PARTS, "panel", "lab_load"),
+        help="run only this part (repeatable); default: all of them (panel, lab_load: only "
+        "when named)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
+    if "lab_load" in parts:  # JupyterLab's load with and without our extension: on its own
+        import lab_load
+
+        lab_load.report(lab_load.run(5 if args.quick else 10))
+        parts.discard("lab_load")
+        if not parts:
+            return
     if "panel" in parts:  # JupyterLab's Datastore panel in Chromium: reported on its own
         import panel
 

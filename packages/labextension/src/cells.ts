@@ -1,7 +1,9 @@
 /**
- * Revealing a notebook's cell: make it the active one and scroll to it, once the notebook
+ * Opening a document at a cell: make it the active one and scroll to it, once the notebook
  * has it (shared by the notification feed and the Datastore panel).
  */
+
+import { JupyterFrontEnd } from '@jupyterlab/application';
 
 /** How long to wait for a notebook's cell to arrive before giving up on revealing it. */
 const CELL_WAIT = 10000;
@@ -57,4 +59,31 @@ export async function revealCell(widget: ICellHost, cellId: string): Promise<voi
     const timer = window.setTimeout(done, CELL_WAIT);
     cells.changed.connect(changed);
   });
+}
+
+/** Open a document (or show it, where this window shows it already), at a cell if named.
+ *
+ * A document already in the main area is activated and revealed in place: Notebook 7's
+ * notebook page shows one, and its opener (behind `docmanager:open`) would open it in a new
+ * tab and dispose of the page's own widget. */
+export async function openAt(
+  app: JupyterFrontEnd,
+  path: string,
+  cellId: string | null
+): Promise<void> {
+  let widget: ICellHost | undefined;
+  for (const shown of app.shell.widgets('main')) {
+    const context = (shown as { context?: { path?: string } }).context;
+    if (context?.path === path) {
+      app.shell.activateById(shown.id);
+      widget = shown as ICellHost;
+      break;
+    }
+  }
+  if (!widget) {
+    widget = (await app.commands.execute('docmanager:open', { path })) as ICellHost | undefined;
+  }
+  if (cellId && widget) {
+    await revealCell(widget, cellId);
+  }
 }

@@ -21,7 +21,7 @@ import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { ICellHost, revealCell } from './cells';
+import { openAt } from './cells';
 import { panelPlugin } from './panel';
 import { promptsPlugin } from './prompts';
 import { readOnlyPlugin } from './readonly';
@@ -300,12 +300,7 @@ class ServerNotifications {
       window.open(target.url, '_blank', 'noopener');
       return;
     }
-    const widget = (await this._app.commands.execute('docmanager:open', {
-      path: target.path
-    })) as ICellHost | undefined;
-    if (cell !== null && widget) {
-      await revealCell(widget, cell);
-    }
+    await openAt(this._app, target.path, cell);
   }
 
   private _app: JupyterFrontEnd;

@@ -23,7 +23,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { ICellHost, revealCell } from './cells';
+import { openAt } from './cells';
 import {
   Change,
   Entry,
@@ -681,12 +681,7 @@ export class DatastorePanel extends Widget implements IStateListener {
     if (!path) {
       return;
     }
-    const widget = (await this._app.commands.execute('docmanager:open', {
-      path
-    })) as ICellHost | undefined;
-    if (cellId && widget) {
-      await revealCell(widget, cellId);
-    }
+    await openAt(this._app, path, cellId || null);
   }
 
   // --- actions ---
