@@ -11,3 +11,8 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .app import DatastoreApp
 
     return [{"module": "jupyter_datastore", "app": DatastoreApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt front-end extension is (`jupyter-builder develop` links it)."""
+    return [{"src": "labextension", "dest": "jupyter-datastore"}]

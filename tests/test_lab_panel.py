@@ -283,7 +283,12 @@ def test_open_documents_show_who_is_in_them_and_a_viewer_sees_no_action_nor_priv
         expect(carol.panel.locator("[data-action]")).to_have_count(0)
         expect(carol.document("private/secret.ipynb")).to_have_count(0)
         expect(carol.panel).not_to_contain_text("private/")
-        # Still live for both: a second document alice opens reaches her panel, not carol's.
+        # alice makes carol a runner: her panel offers the kernel's actions at once.
+        rule = {"users": {"bob": "editor", "carol": "runner"}, "default": "viewer"}
+        answer = call(server, "alice", "PUT", "/api/datastore/permissions/", rule)
+        assert answer.status_code == 200, answer.text
+        shutdown = carol.kernel(kernel_id).locator('[data-action="shutdown"]')
+        expect(shutdown).to_be_visible(timeout=SHOWN_WITHIN)
         for tab in tabs:
             assert not tab.errors, (tab.name, tab.errors)
         settle(tabs)

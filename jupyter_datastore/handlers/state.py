@@ -9,7 +9,9 @@ what concerns the documents they may view (`state/views.py`).
 `{"type": "state", "state"}` (what GET gives), then `{"type": "changes", "changes": [[map,
 key, value], ...]}` (value null: the entry left) at most once per write of the model, and when
 a change of rules changes the view. It takes no messages: each is answered
-`{"__control__": "error", "detail"}` and changes nothing. A user who loses `read` on
+`{"__control__": "error", "detail"}` and changes nothing. After a change of the permission
+rules it sends `{"__control__": "rules_changed"}` (the user's roles may differ: a client
+showing actions asks for them again). A user who loses `read` on
 `kernels` (or their login) is closed with 4403; a reader too far behind (more than the
 server's `peer_send_limit` bytes waiting) with 1013, and starts again from a new first frame;
 the server stopping closes it with 1001.
@@ -81,6 +83,7 @@ class StateSubscriber:
         self.feed: StateFeed | None = None
         self.watched: Watched | None = None
         self._rechecks: set[asyncio.Task[None]] = set()
+        self._rules = datastore.permissions.version
 
     async def run(self, socket: WebSocket, response: bytes) -> None:
         try:
@@ -118,6 +121,10 @@ class StateSubscriber:
             self._fail(Forbidden("you may no longer read the server's state"))
         elif self.feed is not None and self.socket is not None and not self.socket.closed:
             self.feed.refresh()
+            rules = self.datastore.permissions.version
+            if rules != self._rules:  # roles may differ: a client that shows actions asks again
+                self._rules = rules
+                self._frame({"__control__": "rules_changed"})
 
     def _fail(self, exc: DatastoreError) -> None:
         if self.socket is not None:

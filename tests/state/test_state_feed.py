@@ -304,6 +304,12 @@ async def test_a_restricted_viewer_sees_only_their_entries_live(roles_server: An
         )
         assert bob.saw(lambda m, k, v: m == "contents" and k == "feed/secret.txt" and v is None)
         assert bob.view() == (await get_state("bob", server)).json()
+
+        # Each rule change is also said as such: roles may differ (a panel asks again).
+        def told() -> int:
+            return sum(f.get("__control__") == "rules_changed" for f in bob.frames)
+
+        await until(lambda: told() == 2, 10, "two rules_changed frames")
         assert close_code(bob.ws) is None
     finally:
         await alice.close()

@@ -732,9 +732,6 @@ export class DatastorePanel extends Widget implements IStateListener {
   private _onEvent(event: ServerEvent): void {
     this._state.eventCame();
     const schema = text(event.schema_id);
-    if (schema.includes('/jupyter_datastore/permission/') && event.action === 'changed') {
-      this._rolesChanged(); // a rule changed (owners see these): roles are read again
-    }
     const name = schema.replace(/\/v\d+$/, '').split('/').pop() || schema;
     const row = el('div', 'jp-Datastore-row jp-Datastore-event');
     row.dataset.eventId = text(event.__id__);
@@ -766,7 +763,8 @@ export class DatastorePanel extends Widget implements IStateListener {
     this._updateEventCount();
   }
 
-  private _rolesChanged(): void {
+  /** The permission rules changed (the state feed says so): roles are read again. */
+  rulesChanged(): void {
     this._roles.clear();
     this._refreshKernelActions();
     for (const [key, entry] of this._sections.executions.entries) {

@@ -3,10 +3,11 @@
  *
  * StateFeed follows `WS /api/datastore/state/subscribe`: a first frame
  * `{"type": "state", "state"}` (this user's view, as `GET /api/datastore/state` gives it),
- * then `{"type": "changes", "changes": [[map, key, value or null], ...]}`; control frames
- * `{"__control__"}` are only logged. Closed with 4403 (access withdrawn) it says so and tries
- * again later; 1013 (too far behind) reconnects at once and takes the new first frame; any
- * other close reconnects with back-off (1 s, doubling up to 30 s, reset by a first frame).
+ * then `{"type": "changes", "changes": [[map, key, value or null], ...]}`; of the control
+ * frames `{"__control__"}`, `rules_changed` has the roles read again, the others are only
+ * logged. Closed with 4403 (access withdrawn) it says so and tries again later; 1013 (too
+ * far behind) reconnects at once and takes the new first frame; any other close reconnects
+ * with back-off (1 s, doubling up to 30 s, reset by a first frame).
  * A server without that socket (the handshake fails) is followed through its events instead:
  * `GET /api/datastore/state` once, then again after each event that comes (never on a timer),
  * the differences handed on as changes.
@@ -40,6 +41,8 @@ export interface IStateListener {
   /** Changes since the last reset or change. */
   change(changes: Change[]): void;
   status(status: FeedStatus, detail?: string): void;
+  /** The permission rules changed: the user's roles may differ. */
+  rulesChanged(): void;
 }
 
 function socketUrl(settings: ServerConnection.ISettings, path: string): URL {
@@ -156,6 +159,8 @@ export class StateFeed {
     if (frame.__control__ !== undefined) {
       if (frame.__control__ === 'error') {
         console.warn('jupyter-datastore: state feed:', frame.detail);
+      } else if (frame.__control__ === 'rules_changed') {
+        this._listener.rulesChanged();
       }
       return;
     }
