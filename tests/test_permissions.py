@@ -108,6 +108,33 @@ async def test_a_role_changed_while_the_room_is_open_applies_to_the_next_message
         await bob.close()
 
 
+async def test_the_python_client_knows_its_role_and_reloads_after_a_refused_edit(server) -> None:
+    """A viewer's client is told its role; an edit it makes anyway is refused, and the
+    client starts again from the room's content (flush says the edit was dropped) instead of
+    keeping a copy of its own."""
+    from jupyter_datastore.client import Client, EditsDiscarded
+
+    write_notebook(server.root / "client.ipynb", notebook(code_cell("x = 1", "c1")))
+    await share(server, "client.ipynb", {"users": {"carol": "viewer", "bob": "editor"}})
+    async with (
+        Client(server.url, TOKENS["carol"]) as carol,
+        Client(server.url, TOKENS["bob"]) as bob,
+    ):
+        mine = await carol.open_notebook("client.ipynb")
+        theirs = await bob.open_notebook("client.ipynb")
+        await mine.wait_for(lambda nb: nb.role == "viewer")
+        await theirs.wait_for(lambda nb: nb.role == "editor")
+        mine.cell("c1").set_source("x = 2  # carol")
+        with pytest.raises(EditsDiscarded):
+            await mine.synced(timeout=30)
+        await mine.wait_for(lambda nb: nb.reloads == 1 and nb.connected)
+        assert [c.source for c in mine.cells] == ["x = 1"]
+        # Live again, from the room's content: bob's edit reaches her.
+        theirs.cell("c1").set_source("x = 3  # bob")
+        await mine.wait_for(lambda nb: [c.source for c in nb.cells] == ["x = 3  # bob"])
+        assert mine.role == "viewer"
+
+
 async def test_contents_say_writable_only_to_those_who_may_edit(server) -> None:
     """JupyterLab opens a file whose contents model is not writable read-only, with its own
     mark, and refuses Ctrl-S: a viewer's models say so, an editor's do not."""

@@ -45,9 +45,15 @@ class _Document:
 
     @property
     def reloads(self) -> int:
-        """How many times the document was reopened from its file because the server lost
-        its store (a new session): the content is then the server's, not merged with ours."""
+        """How many times the document was reopened from the server because it lost its
+        store (a new session) or refused an edit made here (one our role does not allow):
+        the content is then the server's, not merged with ours."""
         return self.room.reloads
+
+    @property
+    def role(self) -> str | None:
+        """Our role on the file (viewer, editor, runner, owner), as the room last said."""
+        return self.room.role
 
     def on_reload(self, callback: Callable[[], None]) -> None:
         self.room.on_reload.append(callback)

@@ -14,6 +14,8 @@ How a connection ends decides what comes next:
                      again (its session id names their epoch): our history means nothing
                      to it. Drop the doc, reopen the session, sync a fresh doc (never merge);
                      edits not acknowledged are lost, and `flush()` raises `EditsDiscarded`.
+                     The same after a RAW `refused` with `reload` (an edit our role does not
+                     allow): we close, and reopen fresh (the room tells our role: `role`).
     4xxx, 1008, ...  an error: stop, and raise it to whoever waits.
     anything else    (1001 stopping, 1013 fell behind, a dropped connection): reconnect
                      with exponential backoff and jitter, keeping the doc.
@@ -101,6 +103,9 @@ class Room:
         self._edits = self._acked = 0  # local transactions made, and known to be durable
         self._acking = False  # an acknowledgement of edits is asked for
         self._discarded = False  # a reload dropped edits not acknowledged
+        self._refused = False  # the room refused an edit of ours: our copy is not its own
+        self.role: str | None = None
+        """Our role on the document's file, as the room last told it (None before)."""
         self._applying = False
         self._barriers: deque[tuple[int, asyncio.Future[None] | None]] = deque()
         self._saves: dict[int, asyncio.Future[str]] = {}
@@ -178,8 +183,8 @@ class Room:
         if self._discarded:
             self._discarded = False
             raise EditsDiscarded(
-                f"{self.name} was reopened from its file after the server lost its store; "
-                "edits made here that it had not received were dropped"
+                f"{self.name} was reopened from the server (it lost its store, or refused an "
+                "edit: see `role`); edits made here that it had not taken were dropped"
             )
 
     async def save(self) -> str:
@@ -222,7 +227,7 @@ class Room:
                 code, reason = await self._serve(ws)
                 if self._synced_once:
                     attempt, since = 0, loop.time()
-                if code == 1003:
+                if code == 1003 or self._refused:
                     self._reload()
                     if attempt == 0:  # at once the first time; with backoff if it goes on
                         attempt = 1
@@ -249,6 +254,8 @@ class Room:
             async for data in ws:
                 if isinstance(data, bytes):
                     self._receive(data, outbox)
+                if self._refused:
+                    break
         except ConnectionClosed:
             pass
         finally:
@@ -309,8 +316,14 @@ class Room:
             reply = self._saves.get(request_id)
             if reply is not None and not reply.done():
                 reply.set_result(str(payload.get("status")))
+        elif kind == "role":
+            self.role = str(payload.get("role"))
         elif kind in ("refused", "conflict"):
             log.warning("room %s: the server did not take an edit: %s", self.name, payload)
+            if payload.get("reload") is True:
+                # Our copy holds what the room does not, and edits built on it would wait
+                # there for ever: close (`_serve`), and start again from the room's content.
+                self._refused = self._discarded = True
 
     def _apply(self, update: bytes) -> None:
         self._applying = True
@@ -346,8 +359,10 @@ class Room:
 
     def _reload(self) -> None:
         """Start again from the server's content, in a new doc (the old one is dropped)."""
-        log.warning("room %s: the server has a new session for it; reopening", self.name)
+        why = "refused an edit made here" if self._refused else "has a new session for it"
+        log.warning("room %s: the server %s; reopening", self.name, why)
         self._discarded = self._discarded or self._edits > self._acked
+        self._refused = False
         self._edits = self._acked = 0
         self.doc.unobserve(self._subscription)
         self.doc = Doc()
