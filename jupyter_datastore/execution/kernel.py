@@ -33,6 +33,7 @@ from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..rooms.room import Room
 from .cells import EXECUTOR, CellFinder, CellOutputs, mark_idle, set_input_request
+from .gateway import GatewayChannels, is_gateway_kernel
 from .records import ExecutionRecord, InvalidTransition, Status, utc_now
 
 __all__ = ["ExecutionPolicy", "Job", "KernelRunner", "execution_event"]
@@ -408,8 +409,12 @@ class KernelRunner:
                 raise KernelGone(f"kernel {self.kernel_id} did not come back")
             await asyncio.sleep(0.2)
             kernel = self._kernel()
-        client = AsyncKernelClient()
-        client.load_connection_info(kernel.get_connection_info())
+        client: AsyncKernelClient
+        if is_gateway_kernel(kernel):  # behind a Kernel Gateway: its WebSocket, no ZMQ ports
+            client = GatewayChannels(self.kernel_id)
+        else:
+            client = AsyncKernelClient()
+            client.load_connection_info(kernel.get_connection_info())
         client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
         try:
             await client.wait_for_ready(timeout=self.policy.kernel_ready_timeout)
@@ -438,7 +443,13 @@ class KernelRunner:
         kernel = self._kernel()
         if not await kernel.is_alive():
             raise KernelGone("the kernel died while this cell was running")
-        if self._process_id(kernel) != self._pid:
+        client = self._client
+        if isinstance(client, GatewayChannels):  # no pid to compare: what the gateway says
+            if not client.connected:
+                raise KernelGone("the connection to the kernel's gateway closed")
+            if client.restarted:
+                raise KernelGone("the kernel was restarted while this cell was running")
+        elif self._process_id(kernel) != self._pid:
             raise KernelGone("the kernel was restarted while this cell was running")
 
     def _drop_client(self) -> None:
