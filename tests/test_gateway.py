@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -199,5 +200,164 @@ async def test_a_gateway_kernel_that_dies_mid_cell_ends_the_run_and_the_queue_go
     # The gateway restarted the kernel; the next cell runs on the fresh one.
     (again,) = await api.run("die.ipynb", "after")
     after = await api.wait(again["id"], timeout=60)
+    assert after["status"] == "ok", after
+    assert after["execution_count"] == 1
+    # The gateway's `restarting` reached the state, and the fresh kernel is idle again.
+    kernel_id = after["kernel_id"]
+
+    async def restarted_then_idle() -> bool:
+        states = [e["execution_state"] for e in await status_events(api, kernel_id)]
+        return "restarting" in states and states[-1] == "idle"
+
+    await eventually(restarted_then_idle, timeout=30)
+    assert await kernel_state(api, kernel_id) == "idle"
+
+
+KERNEL_STATUS = "https://events.jupyter.org/jupyter_datastore/kernel_status/v1"
+
+
+async def kernel_state(api: ExecApi, kernel_id: str) -> str | None:
+    response = await api.http.get("/api/datastore/state")
+    assert response.status_code == 200, response.text
+    return response.json()["kernels"].get(kernel_id, {}).get("execution_state")
+
+
+async def status_events(api: ExecApi, kernel_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        response = await api.http.get(
+            "/api/events", params={"since": since, "schema_id": KERNEL_STATUS, "limit": 10_000}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if not body["events"]:
+            return [e for e in events if e.get("kernel_id") == kernel_id]
+        events += body["events"]
+        since = body["last_id"]
+
+
+async def test_the_state_shows_a_gateway_kernel_busy_then_idle(gateway_api: Any) -> None:
+    server, api = gateway_api
+    flag = server.root / "go.flag"
+    write_notebook(
+        server.root / "busy.ipynb",
+        notebook(
+            code_cell(
+                "import os, time\nprint('waiting', flush=True)\n"
+                f"while not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)",
+                "wait",
+            )
+        ),
+    )
+    (record,) = await api.run("busy.ipynb", "wait")
+    await until_output(api, record["id"], "waiting")
+    kernel_id = (await api.get(record["id"]))["kernel_id"]
+
+    async def busy() -> bool:
+        return await kernel_state(api, kernel_id) == "busy"
+
+    await eventually(busy, timeout=30)
+    flag.write_text("go")
+    done = await api.wait(record["id"], timeout=30)
+    assert done["status"] == "ok", done
+
+    async def idle() -> bool:
+        return await kernel_state(api, kernel_id) == "idle"
+
+    await eventually(idle, timeout=30)
+
+    async def both() -> list[dict[str, Any]] | None:
+        events = await status_events(api, kernel_id)
+        states = [e["execution_state"] for e in events]
+        return events if "busy" in states and "idle" in states[states.index("busy") :] else None
+
+    events = await eventually(both, timeout=30)
+    assert events[0]["execution_state"] == "starting"
+
+
+async def test_nbmodel_execute_on_a_gateway_kernel(gateway_api: Any) -> None:
+    server, api = gateway_api
+    write_notebook(server.root / "nbm.ipynb", notebook(code_cell("", "c")))
+    response = await api.http.post(
+        "/api/sessions",
+        json={"path": "nbm.ipynb", "name": "nbm.ipynb", "type": "notebook",
+              "kernel": {"name": "python3"}},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    kernel_id = response.json()["kernel"]["id"]
+    response = await api.http.post(
+        f"/api/kernels/{kernel_id}/execute",
+        json={"code": "print('via nbmodel')\n6 * 7", "metadata": {}},
+    )
+    assert response.status_code == 202, response.text
+    location = response.headers["Location"]
+
+    async def result() -> Any:
+        answer = await api.http.get(location)
+        if answer.status_code == 202:
+            return None
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    done = await eventually(result, timeout=90)
+    assert done["status"] == "ok", done
+    outputs = json.loads(done["outputs"])
+    assert outputs[0]["output_type"] == "stream"
+    assert outputs[0]["text"] == "via nbmodel\n"
+    assert outputs[1]["data"]["text/plain"] == "42"
+
+
+async def test_a_gateway_kernel_restarted_over_rest_runs_the_next_cell(gateway_api: Any) -> None:
+    server, api = gateway_api
+    write_notebook(
+        server.root / "restart.ipynb",
+        notebook(code_cell("x = 1\nx", "one"), code_cell("print('after restart')", "two")),
+    )
+    (first,) = await api.run("restart.ipynb", "one")
+    done = await api.wait(first["id"], timeout=90)
+    assert done["status"] == "ok", done
+    assert done["execution_count"] == 1
+    kernel_id = done["kernel_id"]
+    (second,) = await api.run("restart.ipynb", "one")
+    assert (await api.wait(second["id"], timeout=30))["execution_count"] == 2
+
+    response = await api.http.post(f"/api/kernels/{kernel_id}/restart")
+    assert response.status_code == 200, response.text
+    (again,) = await api.run("restart.ipynb", "two")
+    after = await api.wait(again["id"], timeout=60)
+    assert after["status"] == "ok", after
+    assert after["execution_count"] == 1
+    assert "after restart\n" in "".join(o.get("text", "") for o in after["outputs"])
+
+    async def idle() -> bool:
+        return await kernel_state(api, kernel_id) == "idle"
+
+    await eventually(idle, timeout=30)
+    states = [e["execution_state"] for e in await status_events(api, kernel_id)]
+    assert "restarting" in states
+
+
+async def test_a_restart_over_rest_ends_the_running_cell_on_a_gateway_kernel(
+    gateway_api: Any,
+) -> None:
+    server, api = gateway_api
+    write_notebook(
+        server.root / "long.ipynb",
+        notebook(
+            code_cell("import time\nprint('zz', flush=True)\ntime.sleep(120)", "long"),
+            code_cell("print('fresh')", "next"),
+        ),
+    )
+    (running,) = await api.run("long.ipynb", "long")
+    await until_output(api, running["id"], "zz")
+    kernel_id = (await api.get(running["id"]))["kernel_id"]
+    response = await api.http.post(f"/api/kernels/{kernel_id}/restart")
+    assert response.status_code == 200, response.text
+    ended = await api.wait(running["id"], timeout=60)
+    assert ended["status"] == "error", ended
+    assert ended["error"]["ename"] == "KernelDied"
+    (fresh,) = await api.run("long.ipynb", "next")
+    after = await api.wait(fresh["id"], timeout=60)
     assert after["status"] == "ok", after
     assert after["execution_count"] == 1

@@ -18,6 +18,12 @@ watcher asks once: a `kernel_info_request`, sent again while IOPub stays silent 
 socket may join after the first answer was published). The busy and idle of the watcher's
 own requests are not reported; their idle marks the kernel ready (`idle`).
 
+A kernel behind a Kernel Gateway has no ZMQ ports of ours: it is followed over the
+gateway's WebSocket (`execution/gateway.py`'s `GatewayChannels`, keeping only IOPub), with the
+same filter and the same `kernel_info_request`s (sent on the socket's shell channel). Its
+restarter runs on the gateway, which says `restarting` (or `dead` when that failed) in a
+status message with no parent: those are reported, and a restarted kernel is asked again.
+
 Kernels already running when the watcher starts are followed too, from the state jupyter_
 server recorded for them. Only changes are sent, each with the state before it.
 """
@@ -27,12 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
+from ..execution.gateway import GatewayChannels, is_gateway_kernel
 from .bus import EventBus, EventFilter, Subscription
 from .catalog import KERNEL_ACTIONS, KERNEL_STATUS
 
@@ -167,6 +175,7 @@ class _Follower:
         self.answered = asyncio.Event()
         self.heard_own = False
         self._manager: Any = None
+        self._gateway_asking: asyncio.Future[None] | None = None
         self._task = asyncio.ensure_future(self._run())
 
     def cancel(self) -> None:
@@ -180,9 +189,13 @@ class _Follower:
         sockets: list[Any] = []
         asking: asyncio.Future[None] | None = None
         try:
-            manager = self._manager = await self._find_manager()
+            manager = await self._find_manager()
             if manager is None:
                 return
+            if is_gateway_kernel(manager):  # no ZMQ ports of ours: the gateway's WebSocket
+                await self._follow_gateway()
+                return
+            self._manager = manager
             manager.add_restart_callback(self._on_restart, "restart")
             manager.add_restart_callback(self._on_dead, "dead")
             client = AsyncKernelClient(context=self.context)
@@ -201,7 +214,7 @@ class _Follower:
                     log.debug("kernel %s: an IOPub message was not read: %s", self.kernel_id, exc)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a gateway kernel, for one, has no ZMQ channels of ours
+        except Exception as exc:  # a kernel whose channels cannot be reached
             log.info("kernel %s: its busy/idle states are not followed: %s", self.kernel_id, exc)
         finally:
             if asking is not None:
@@ -227,19 +240,25 @@ class _Follower:
 
     async def _ask(self, client: AsyncKernelClient, shell: Any) -> None:
         """Ask the kernel for its info until its answer's idle is heard on IOPub."""
+        try:
+            await self._asking(
+                lambda: client.session.send(shell, "kernel_info_request", {})["header"]["msg_id"]
+            )
+        finally:
+            shell.close(linger=0)
+
+    async def _asking(self, send: Callable[[], str]) -> None:
+        """Send a `kernel_info_request` (`send` gives its id), again while IOPub says
+        nothing of it, until its idle is heard or the kernel's ready timeout passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.watcher.ready_timeout
         wait = 0.25
-        try:
-            while not self.answered.is_set() and loop.time() < deadline:
-                if not self.heard_own:  # IOPub is silent so far: perhaps it joined late
-                    message = client.session.send(shell, "kernel_info_request", {})
-                    self.own.add(message["header"]["msg_id"])
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.answered.wait(), wait)
-                wait = min(wait * 2, 4.0)
-        finally:
-            shell.close(linger=0)
+        while not self.answered.is_set() and loop.time() < deadline:
+            if not self.heard_own:  # IOPub is silent so far: perhaps it joined late
+                self.own.add(send())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.answered.wait(), wait)
+            wait = min(wait * 2, 4.0)
 
     def _on_message(self, client: AsyncKernelClient, frames: list[Any]) -> None:
         delimiter = next(i for i, frame in enumerate(frames) if frame.bytes == _DELIM)
@@ -250,6 +269,9 @@ class _Follower:
         message = client.session.deserialize(parts, content=True)
         if message["msg_type"] != "status":
             return
+        self._on_status(message)
+
+    def _on_status(self, message: dict[str, Any]) -> None:
         state = message["content"].get("execution_state")
         parent = message.get("parent_header") or {}
         if parent.get("msg_id") in self.own:
@@ -259,6 +281,66 @@ class _Follower:
                 self.watcher.transition(self.kernel_id, "idle")
         elif parent.get("msg_type") not in _CONTROL_REQUESTS and state in ("busy", "idle"):
             self.watcher.transition(self.kernel_id, state)
+
+    # --- a kernel behind a Kernel Gateway ---
+
+    async def _follow_gateway(self) -> None:
+        """The kernel's IOPub over the gateway's WebSocket (only IOPub is kept). The
+        gateway says `restarting` (and `dead` when that failed) with no parent, its
+        restarter being its own: a restarted kernel is asked again for its info."""
+        client = GatewayChannels(self.kernel_id, channels=("iopub",))
+        try:
+            await client.connect(timeout=self.watcher.ready_timeout)
+            if self.ask:
+                self._ask_gateway(client)
+            closed = asyncio.ensure_future(client.closed.wait())
+            try:
+                while True:
+                    received = asyncio.ensure_future(client.iopub_channel.get_msg())
+                    await asyncio.wait({received, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if not received.done():
+                        received.cancel()
+                        log.info("gateway kernel %s: its WebSocket closed", self.kernel_id)
+                        return
+                    message = received.result()
+                    if message.get("msg_type") != "status":
+                        continue
+                    try:
+                        self._on_gateway_status(client, message)
+                    except Exception as exc:
+                        log.debug(
+                            "gateway kernel %s: a status was not read: %s", self.kernel_id, exc
+                        )
+            finally:
+                closed.cancel()
+        finally:
+            if self._gateway_asking is not None:
+                self._gateway_asking.cancel()
+            client.stop_channels()
+
+    def _ask_gateway(self, client: GatewayChannels) -> None:
+        if self._gateway_asking is not None:
+            self._gateway_asking.cancel()
+        self.answered.clear()
+        self.heard_own = False
+
+        def send() -> str:
+            message = client.session.msg("kernel_info_request")
+            client.send("shell", message)
+            return str(message["header"]["msg_id"])
+
+        self._gateway_asking = asyncio.ensure_future(self._asking(send))
+
+    def _on_gateway_status(self, client: GatewayChannels, message: dict[str, Any]) -> None:
+        state = message.get("content", {}).get("execution_state")
+        if not message.get("parent_header") and state == "restarting":
+            self.watcher.transition(self.kernel_id, "restarting", "the kernel restarted")
+            self._ask_gateway(client)
+        elif not message.get("parent_header") and state == "dead":
+            self.watcher._unfollow(self.kernel_id)
+            self.watcher.transition(self.kernel_id, "dead", "the kernel died and was not restarted")
+        else:
+            self._on_status(message)
 
     # --- the restarter (called by jupyter_client, on the event loop) ---
 

@@ -18,6 +18,10 @@ Tornado WebSocket to the gateway, connected with `GatewayClient`'s connection ar
 `session`, the shell, iopub and stdin channels (`get_msg`, `send`), `wait_for_ready` and
 `stop_channels`. Interrupts, restarts and shutdowns go through the kernel manager (the
 gateway's REST API), as for any kernel.
+
+The kernel watcher (`events/kernels.py`) follows a gateway kernel's busy and idle with one
+too, queueing only the channels it reads (`channels=("shell", "iopub")`): it `connect`s,
+without waiting for an answer, and asks `kernel_info` itself.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -36,6 +41,8 @@ from jupyter_server.services.kernels.connection.base import deserialize_binary_m
 from jupyter_server.utils import url_escape, url_path_join
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from ..events.catalog import KERNEL_ACTIONS
 
 __all__ = ["GatewayChannels", "is_gateway_kernel"]
 
@@ -82,15 +89,40 @@ class GatewayChannel:
 class GatewayChannels(AsyncKernelClient):
     """A client of one gateway kernel over the gateway's WebSocket (see the module)."""
 
-    def __init__(self, kernel_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        kernel_id: str,
+        *,
+        channels: Collection[str] = _CHANNELS,
+        event_logger: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.kernel_id = kernel_id
         self._ws: WebSocketClientConnection | None = None
         self._router: asyncio.Task[None] | None = None
         self._queues = {name: GatewayChannel(name, self) for name in _CHANNELS}
+        self._queued = frozenset(channels)
+        """The channels whose messages are kept; the others' are dropped as they come."""
         self.restarted = False
-        """The gateway said the kernel restarted (or failed to): its state is gone."""
+        """The kernel restarted (or failed to), as the gateway said on the WebSocket or the
+        server's `kernel_actions` event (with `event_logger`): its state is gone."""
         self._lost = False  # the WebSocket closed under us
+        self.closed = asyncio.Event()
+        """Set when the gateway closed the WebSocket (not when we did)."""
+        # A restart over REST says nothing on the WebSocket (the gateway's connection follows
+        # the fresh kernel on the same ports): the server's `kernel_actions` event tells it.
+        self._event_logger = event_logger
+        if event_logger is not None:
+            event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._heard_action)
+
+    async def _heard_action(self, logger: Any, schema_id: str, data: Any) -> None:
+        if (
+            data.get("kernel_id") == self.kernel_id
+            and data.get("action") == "restart"
+            and data.get("status") == "success"
+        ):
+            self.restarted = True
 
     # --- the channels the executor reads and writes ---
 
@@ -118,6 +150,12 @@ class GatewayChannels(AsyncKernelClient):
         """Nothing yet: `wait_for_ready` connects (it is the first thing awaited)."""
 
     def stop_channels(self) -> None:
+        if self._event_logger is not None:
+            with contextlib.suppress(Exception):
+                self._event_logger.remove_listener(
+                    schema_id=KERNEL_ACTIONS, listener=self._heard_action
+                )
+            self._event_logger = None
         if self._router is not None:
             self._router.cancel()
             self._router = None
@@ -140,24 +178,38 @@ class GatewayChannels(AsyncKernelClient):
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         """Connect to the kernel's WebSocket on the gateway and wait for its
         `kernel_info_reply`; `RuntimeError` when it does not come in `timeout` seconds."""
-        gateway = GatewayClient.instance()
-        url = url_path_join(
-            gateway.ws_url or "", gateway.kernels_endpoint, url_escape(self.kernel_id), "channels"
-        )
+        await self._opening(self._connect, timeout)
+
+    async def connect(self, timeout: float | None = None) -> None:
+        """Open the kernel's WebSocket on the gateway, without asking the kernel anything;
+        `RuntimeError` when it cannot be opened (in `timeout` seconds)."""
+        await self._opening(self._open, timeout)
+
+    async def _opening(self, step: Any, timeout: float | None) -> None:
+        url = self._url()
         try:
-            await asyncio.wait_for(self._connect(url), timeout)
+            await asyncio.wait_for(step(url), timeout)
         except asyncio.TimeoutError as exc:
             self.stop_channels()
-            raise RuntimeError(f"Kernel didn't respond in {timeout} seconds") from exc
+            raise RuntimeError(f"Kernel didn't respond in {timeout} seconds ({url})") from exc
         except Exception as exc:  # refused, 401, 404 (no such kernel), TLS...
             self.stop_channels()
             raise RuntimeError(f"cannot connect to the gateway at {url}: {exc}") from exc
 
+    def _url(self) -> str:
+        gateway = GatewayClient.instance()
+        return url_path_join(
+            gateway.ws_url or "", gateway.kernels_endpoint, url_escape(self.kernel_id), "channels"
+        )
+
     async def _connect(self, url: str) -> None:
+        await self._open(url)
+        await self._kernel_info()
+
+    async def _open(self, url: str) -> None:
         args = GatewayClient.instance().load_connection_args()  # type: ignore[no-untyped-call]
         self._ws = await websocket_connect(HTTPRequest(url, **args))
         self._router = asyncio.ensure_future(self._route(self._ws))
-        await self._kernel_info()
 
     async def _kernel_info(self) -> None:
         msg = self.session.msg("kernel_info_request")
@@ -175,6 +227,7 @@ class GatewayChannels(AsyncKernelClient):
             if raw is None:
                 log.info("gateway kernel %s: the WebSocket closed", self.kernel_id)
                 self._lost = True
+                self.closed.set()
                 return
             try:
                 msg = _decode(raw)
@@ -189,6 +242,8 @@ class GatewayChannels(AsyncKernelClient):
                 state = msg.get("content", {}).get("execution_state")
                 if msg.get("msg_type") == "status" and state in ("restarting", "dead"):
                     self.restarted = True
+            if channel not in self._queued:
+                continue
             with contextlib.suppress(asyncio.QueueFull):
                 queue.queue.put_nowait(msg)
 

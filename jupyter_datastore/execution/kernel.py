@@ -400,6 +400,9 @@ class KernelRunner:
     # --- the channels ---
 
     async def _ensure_client(self) -> AsyncKernelClient:
+        cached = self._client
+        if isinstance(cached, GatewayChannels) and (cached.restarted or not cached.connected):
+            self._drop_client()  # restarted (or its gateway gone) between runs: a fresh one
         if self._client is not None:
             return self._client
         deadline = asyncio.get_running_loop().time() + self.policy.kernel_ready_timeout
@@ -411,7 +414,9 @@ class KernelRunner:
             kernel = self._kernel()
         client: AsyncKernelClient
         if is_gateway_kernel(kernel):  # behind a Kernel Gateway: its WebSocket, no ZMQ ports
-            client = GatewayChannels(self.kernel_id)
+            client = GatewayChannels(
+                self.kernel_id, event_logger=getattr(kernel, "event_logger", None)
+            )
         else:
             client = AsyncKernelClient()
             client.load_connection_info(kernel.get_connection_info())
