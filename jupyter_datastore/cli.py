@@ -1,7 +1,7 @@
 """The `jupyter-datastore` command.
 
     jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [--token T] [--store URL]
-                            [--users [FILE]] [...]
+                            [--users [FILE]] [--gateway-url URL [--gateway-token T]] [...]
     jupyter-datastore run NOTEBOOK --server URL [--token T] [--kernel NAME] [--timeout S]
     jupyter-datastore users add NAME [--group G ...] [--display-name TEXT] [--password]
                                 [--token] [--file F]
@@ -27,7 +27,8 @@ from typing import Any
 __all__ = ["main"]
 
 USAGE = """usage: jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [--token T]
-                               [--store URL] [--users [FILE]] [jupyter_server options]
+                               [--store URL] [--users [FILE]]
+                               [--gateway-url URL [--gateway-token T]] [jupyter_server options]
        jupyter-datastore run NOTEBOOK --server URL [--token T] [--kernel NAME] [--timeout S]
        jupyter-datastore users add NAME [--group G ...] [--display-name TEXT] [--password]
                                   [--token] [--file F]
@@ -58,6 +59,16 @@ def serve_arguments(argv: list[str]) -> list[str]:
     )
     parser.add_argument("--store", help="the store URL (default: sqlite under ROOT/.jupyter)")
     parser.add_argument(
+        "--gateway-url",
+        metavar="URL",
+        help="run kernels on the Jupyter Kernel Gateway at URL (GatewayClient.url)",
+    )
+    parser.add_argument(
+        "--gateway-token",
+        metavar="T",
+        help="the token the kernel gateway expects (GatewayClient.auth_token)",
+    )
+    parser.add_argument(
         "--users",
         nargs="?",
         const="",
@@ -72,6 +83,8 @@ def serve_arguments(argv: list[str]) -> list[str]:
         ("port", "ServerApp.port"),
         ("token", "IdentityProvider.token"),
         ("store", "DatastoreApp.store_url"),
+        ("gateway_url", "GatewayClient.url"),
+        ("gateway_token", "GatewayClient.auth_token"),
     ):
         value = getattr(options, name)
         if value is not None:

@@ -11,6 +11,9 @@ What tells it that something changed, without polling where an event exists:
   of file, a kernel WebSocket at its connect and disconnect;
 - executions: our `execution` events; documents and who is in them: `document` and `peer`
   events; contents: jupyter_server's `contents_service` events;
+- each kernel's launch (requested, started, connected, idle; or failed, with the reason):
+  the kernel manager's `start_kernel` wrapped on the instance (`launches.py`, which also
+  turns a kernel gateway's failure into one clear 502, 503 or 504);
 - what nothing reports (a kernelspec installed on disk, a session row removed behind the
   manager's back) is caught by a full re-read every
   `reconcile_interval` seconds, and at once by `POST /api/datastore/state/refresh`.
@@ -22,8 +25,10 @@ one shut down on request) stays in `kernels` as `dead`, with the reason, for
 
 An entry leaves the room only when its source says it is gone (`NotFound`, a 404): an
 execution record the store cannot read now (`StoreError`) or a file the contents manager
-fails to read stays as it was and is read again at the next change or reconciliation. Such
-a failure is logged once, until a read succeeds again.
+fails to read stays as it was and is read again at the next change or reconciliation; so do
+`sessions` and `kernelspecs` when their manager fails (a kernel gateway that is not there or
+refuses us: the server still starts, and says so once in its log). Such a failure is logged
+once, until a read succeeds again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +59,7 @@ from ..rooms.room import Room, RoomSettings
 from ..store.base import StoredEvent
 from .feed import StateFeeds
 from .hooks import call_after
+from .launches import Launches
 from .model import STATE_ROOM, Change, StateModel
 from .sources import (
     ContentUnreadable,
@@ -119,18 +126,22 @@ class ServerState:
         self._executions: set[str] = set()
         self._contents: list[tuple[str, str, str | None]] = []
         self._dead: dict[str, dict[str, Any]] = {}
+        self.launches = Launches(lambda: self._mark("kernels"))
+        """Each kernel launch's steps, and the launches that failed (`launches.py`)."""
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._undo: list[Any] = []
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._failing: set[str] = set()  # sources whose last read failed: logged once
+        self._failed_timers: set[str] = set()  # failed launches whose removal is set
 
     # --- life cycle ---
 
     async def start(self) -> None:
         self.rooms.pin(self.model.room)
         self._undo = [
+            self.launches.install(self.services.kernels, _gateway_url(self.services.kernels)),
             call_after(
                 self.services.kernels,
                 ("notify_connect", "notify_disconnect"),  # a kernel WebSocket came or went
@@ -190,6 +201,8 @@ class ServerState:
         if event.schema_id in (KERNEL_ACTIONS, KERNEL_STATUS):
             if data.get("execution_state") == "dead" and data.get("reason") != "shut down":
                 self._died(data)
+            if isinstance(data.get("kernel_id"), str):
+                self.launches.seen(data["kernel_id"], data.get("execution_state"))
             self._mark("kernels", "sessions")
         elif event.schema_id == EXECUTION:
             self._executions.add(data["execution_id"])
@@ -215,6 +228,11 @@ class ServerState:
 
     def _forget_dead(self, kernel_id: str) -> None:
         if self._dead.pop(kernel_id, None) is not None:
+            self._mark("kernels")
+
+    def _forget_failed(self, key: str) -> None:
+        self._failed_timers.discard(key)
+        if self.launches.forget_failed(key):
             self._mark("kernels")
 
     # --- re-reading ---
@@ -243,18 +261,34 @@ class ServerState:
             kernels = model["kernels"]
             if "kernels" in stale:
                 kernels = await kernel_entries(self.services, self.watcher.states)
+                self.launches.keep_only(set(kernels))
+                for kernel_id, entry in kernels.items():
+                    self.launches.seen(kernel_id, entry.get("execution_state"))
+                    launch = self.launches.of(kernel_id)
+                    if launch is not None:
+                        entry["launch"] = launch
                 for kernel_id, entry in self._dead.items():
                     kernels.setdefault(kernel_id, entry)
+                for key, entry in self.launches.failed.items():
+                    if key not in self._failed_timers:
+                        self._failed_timers.add(key)
+                        asyncio.get_running_loop().call_later(
+                            self.policy.dead_kernels_kept, self._forget_failed, key
+                        )
+                    kernels.setdefault(key, entry)
                 changes += self.model.replacing("kernels", kernels)
             if "sessions" in stale:
-                changes += self.model.replacing("sessions", await session_entries(self.services))
+                sessions = await self._read("sessions", session_entries(self.services))
+                if sessions is not None:
+                    changes += self.model.replacing("sessions", sessions)
             terminals = model["terminals"]
             if "terminals" in stale:
                 terminals = terminal_entries(self.services)
                 changes += self.model.replacing("terminals", terminals)
             if "kernelspecs" in stale:
-                specs = await kernelspec_entries(self.services)
-                changes += self.model.replacing("kernelspecs", specs)
+                specs = await self._read("kernelspecs", kernelspec_entries(self.services))
+                if specs is not None:
+                    changes += self.model.replacing("kernelspecs", specs)
             if "documents" in stale:
                 changes += self.model.replacing("documents", self._document_entries())
             if stale & {"kernels", "terminals"}:
@@ -264,6 +298,18 @@ class ServerState:
             changes += await self._content_changes(contents)
             self.model.write(changes)
             self.model.write(self._trimmed())
+
+    async def _read(self, source: str, reading: Awaitable[dict[str, Any]]) -> Any:
+        """What a manager gives, or None (logged once) when it fails: a kernel gateway that
+        cannot be reached or refuses us, for one. The map stays as it was until a later
+        change or reconciliation reads it again."""
+        try:
+            entries = await reading
+        except Exception as exc:
+            self._read_failed(source, exc, len(self.model.maps[source]))
+            return None
+        self._read_failed(source, None, 0)
+        return entries
 
     def _document_entries(self) -> dict[str, Any]:
         entries = {}
@@ -350,3 +396,15 @@ class ServerState:
         extra = len(maps["contents"]) - self.policy.contents_kept
         changes += [("contents", key, None) for key in list(maps["contents"])[: max(extra, 0)]]
         return changes
+
+
+def _gateway_url(kernels: Any) -> str | None:
+    """The kernel gateway's URL when the kernel manager is jupyter_server's gateway one."""
+    try:
+        from jupyter_server.gateway.gateway_client import GatewayClient
+        from jupyter_server.gateway.managers import GatewayMappingKernelManager
+    except ImportError:  # pragma: no cover: jupyter_server always has them
+        return None
+    if not isinstance(kernels, GatewayMappingKernelManager):
+        return None
+    return str(GatewayClient.instance().url or "") or None

@@ -101,8 +101,9 @@ async def kernelspec_entries(services: JupyterServices) -> dict[str, Any]:
 
 
 def status_entry(services: JupyterServices, kernels: dict[str, Any], terminals: int) -> Any:
-    """`GET /api/status` with the terminal count; live kernels only."""
-    live = [k for k in kernels.values() if k.get("execution_state") != "dead"]
+    """`GET /api/status` with the terminal count; live kernels only (not the dead ones, nor
+    the launches that failed)."""
+    live = [k for k in kernels.values() if k.get("execution_state") not in ("dead", "failed")]
     web_app = services.web_app
     started = _setting(services, "started", None)
     last_activity = web_app.last_activity() if web_app is not None else None

@@ -1,0 +1,216 @@
+"""Kernels started on a Jupyter Kernel Gateway (a real one, on loopback) through
+`jupyter-datastore serve --gateway-url URL --gateway-token T`: the launch's steps in the
+server's state, a clear error when the gateway refuses, is not there or does not answer, and
+the failed launch in the state."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TOKEN, free_port
+from roles import ROLE_ARGS, http
+from test_gateway import GATEWAY_TOKEN, Gateway
+from two_users import two_users_env
+from yclient import eventually
+
+pytestmark = pytest.mark.timeout(240)
+
+STEPS = ("requested", "started", "connected", "idle")
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    if importlib.util.find_spec("kernel_gateway") is None:
+        message = "jupyter-kernel-gateway is not installed (pip install jupyter-kernel-gateway)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    instance = Gateway().start()
+    yield instance
+    instance.stop()
+
+
+def client(server: Any) -> httpx.AsyncClient:
+    headers = {"Authorization": f"token {TOKEN}"}
+    return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60)
+
+
+async def failed_launches(api: httpx.AsyncClient) -> list[dict[str, Any]]:
+    response = await api.get("/api/datastore/state")
+    assert response.status_code == 200, response.text
+    kernels = response.json()["kernels"]
+    return [k for k in kernels.values() if k.get("execution_state") == "failed"]
+
+
+async def test_a_kernel_started_over_rest_on_a_gateway_shows_its_launch_steps(
+    gateway: Gateway, make_server: Any, tmp_path: Path
+) -> None:
+    server = make_server(
+        [f"--gateway-url={gateway.url}", f"--gateway-token={GATEWAY_TOKEN}"], root=tmp_path
+    )
+    async with client(server) as api:
+        response = await api.post("/api/kernels", json={"name": "python3"})
+        assert response.status_code == 201, response.text
+        kernel_id = response.json()["id"]
+        # The kernel runs on the gateway: the gateway knows it.
+        async with httpx.AsyncClient(
+            base_url=gateway.url, headers={"Authorization": f"token {GATEWAY_TOKEN}"}
+        ) as direct:
+            found = await direct.get(f"/api/kernels/{kernel_id}")
+            assert found.status_code == 200, found.text
+
+        async def launch() -> dict[str, Any] | None:
+            await api.post("/api/datastore/state/refresh")  # the gateway's model, read again
+            state = (await api.get("/api/datastore/state")).json()
+            entry = state["kernels"].get(kernel_id)
+            steps = (entry or {}).get("launch")
+            return steps if steps and all(steps.get(s) for s in STEPS) else None
+
+        steps = await eventually(launch, timeout=90)
+        times = [steps[s] for s in STEPS]
+        assert times[0] < times[1] <= times[2] <= times[3], steps
+        assert "failed" not in steps
+
+        response = await api.delete(f"/api/kernels/{kernel_id}")
+        assert response.status_code == 204, response.text
+
+
+async def test_a_gateway_that_refuses_the_token_gives_a_clear_502_and_a_failed_launch(
+    gateway: Gateway, make_server: Any, tmp_path: Path
+) -> None:
+    server = make_server(
+        [f"--gateway-url={gateway.url}", "--gateway-token=not-the-token"], root=tmp_path
+    )
+    async with client(server) as api:
+        response = await api.post("/api/kernels", json={"name": "python3"})
+        assert response.status_code == 502, response.text
+        message = response.json()["message"]
+        assert gateway.url in message
+        assert "refused" in message and "token" in message, message
+        # A session with a new kernel fails with the same message; jupyter_server's sessions
+        # handler answers any failure of create_session as a 500 with its text.
+        response = await api.post(
+            "/api/sessions",
+            json={"path": "a.ipynb", "type": "notebook", "kernel": {"name": "python3"}},
+        )
+        assert response.status_code == 500, response.text
+        assert gateway.url in response.json()["message"]
+        assert "check the gateway token" in response.json()["message"]
+
+        async def two() -> list[dict[str, Any]] | None:
+            failed = await failed_launches(api)
+            return failed if len(failed) == 2 else None
+
+        failed = await eventually(two)
+        for entry in failed:
+            assert entry["name"] == "python3"
+            assert gateway.url in entry["reason"] and "token" in entry["reason"]
+            launch = entry["launch"]
+            assert launch["requested"] <= launch["failed"]
+            assert launch["started"] is None
+        status = (await api.get("/api/datastore/state")).json()["status"]
+        assert status["kernels"] == 0
+
+
+async def test_a_gateway_url_where_nothing_listens_gives_a_clear_503(
+    make_server: Any, tmp_path: Path
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    server = make_server([f"--gateway-url={url}", "--gateway-token=t"], root=tmp_path)
+    async with client(server) as api:
+        response = await api.post("/api/kernels", json={"name": "python3"})
+        assert response.status_code == 503, response.text
+        message = response.json()["message"]
+        assert url in message and "cannot be reached" in message, message
+
+        async def one() -> list[dict[str, Any]] | None:
+            return await failed_launches(api) or None
+
+        (entry,) = await eventually(one)
+        assert url in entry["reason"]
+        assert entry["launch"]["failed"]
+
+
+async def test_a_gateway_that_does_not_answer_gives_a_clear_504(
+    make_server: Any, tmp_path: Path
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        server = make_server(
+            [
+                f"--gateway-url={url}",
+                "--gateway-token=t",
+                "--GatewayClient.request_timeout=2",
+                "--GatewayClient.connect_timeout=2",
+                "--GatewayClient.launch_timeout_pad=0",
+            ],
+            root=tmp_path,
+            # jupyter_server keeps request_timeout >= KERNEL_LAUNCH_TIMEOUT + the pad
+            env={"KERNEL_LAUNCH_TIMEOUT": "1", "JUPYTER_GATEWAY_MAX_REQUEST_RETRIES": "0"},
+        )
+        async with client(server) as api:
+            response = await api.post("/api/kernels", json={"name": "python3"})
+            assert response.status_code == 504, response.text
+            message = response.json()["message"]
+            assert url in message and "did not answer" in message, message
+
+            async def one() -> list[dict[str, Any]] | None:
+                return await failed_launches(api) or None
+
+            (entry,) = await eventually(one)
+            assert "did not answer" in entry["reason"]
+
+
+async def test_a_user_with_no_role_cannot_start_a_gateway_kernel(
+    gateway: Gateway, make_server: Any, tmp_path: Path
+) -> None:
+    server = make_server(
+        [*ROLE_ARGS, f"--gateway-url={gateway.url}", f"--gateway-token={GATEWAY_TOKEN}"],
+        root=tmp_path,
+        env=two_users_env(),
+    )
+    async with http(server, "mallory") as mallory:
+        response = await mallory.post("/api/kernels", json={"name": "python3"})
+        assert response.status_code == 403, response.text
+    async with http(server, "alice") as alice:
+        state = (await alice.get("/api/datastore/state")).json()
+        assert state["kernels"] == {}  # nothing was started, nor tried
+
+
+def test_the_gateway_flags_map_to_jupyter_servers_gateway_client() -> None:
+    from jupyter_datastore.cli import serve_arguments
+
+    args = serve_arguments(["--gateway-url", "http://gw:8888", "--gateway-token=secret"])
+    assert "--GatewayClient.url=http://gw:8888" in args
+    assert "--GatewayClient.auth_token=secret" in args
+    assert not [a for a in serve_arguments([]) if a.startswith("--GatewayClient")]
+
+
+async def test_a_local_kernel_shows_its_launch_steps_too(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(root=tmp_path)
+    async with client(server) as api:
+        response = await api.post("/api/kernels", json={"name": "python3"})
+        assert response.status_code == 201, response.text
+        kernel_id = response.json()["id"]
+
+        async def launch() -> dict[str, Any] | None:  # no refresh: the events bring them
+            state = (await api.get("/api/datastore/state")).json()
+            steps = (state["kernels"].get(kernel_id) or {}).get("launch")
+            return steps if steps and all(steps.get(s) for s in STEPS) else None
+
+        steps = await eventually(launch, timeout=60)
+        # jupyter_server connects its activity watch to a local kernel's IOPub before
+        # start_kernel returns: connected comes before started here.
+        assert steps["requested"] <= steps["connected"] <= steps["started"], steps
+        assert steps["started"] <= steps["idle"], steps
+        response = await api.delete(f"/api/kernels/{kernel_id}")
+        assert response.status_code == 204, response.text
