@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -220,3 +221,18 @@ async def store_args(request: pytest.FixtureRequest) -> Any:
         yield [f"--store={url}"]
     finally:
         await drop_database(url)
+
+
+@pytest.fixture
+def gateway() -> Iterator[Any]:
+    """A real Jupyter Kernel Gateway on loopback (`gateways.Gateway`), stopped at the end."""
+    if importlib.util.find_spec("kernel_gateway") is None:
+        message = "jupyter-kernel-gateway is not installed (pip install jupyter-kernel-gateway)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from gateways import Gateway
+
+    instance = Gateway().start()
+    yield instance
+    instance.stop()

@@ -5,36 +5,21 @@ the failed launch in the state."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import TOKEN, free_port
+from gateways import GATEWAY_TOKEN, Gateway
 from roles import ROLE_ARGS, http
-from test_gateway import GATEWAY_TOKEN, Gateway
 from two_users import two_users_env
 from yclient import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
 STEPS = ("requested", "started", "connected", "idle")
-
-
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    if importlib.util.find_spec("kernel_gateway") is None:
-        message = "jupyter-kernel-gateway is not installed (pip install jupyter-kernel-gateway)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    instance = Gateway().start()
-    yield instance
-    instance.stop()
 
 
 def client(server: Any) -> httpx.AsyncClient:

@@ -73,15 +73,10 @@ export function differences(before: State, after: State, maps: readonly string[]
   return changes;
 }
 
-export class StateFeed {
-  constructor(
-    settings: ServerConnection.ISettings,
-    listener: IStateListener,
-    maps: readonly string[]
-  ) {
+/** A socket followed with reconnects: back-off from FIRST_RETRY, doubling up to LAST_RETRY. */
+abstract class Feed {
+  constructor(settings: ServerConnection.ISettings) {
     this._settings = settings;
-    this._listener = listener;
-    this._maps = maps;
   }
 
   start(): void {
@@ -92,6 +87,34 @@ export class StateFeed {
     this._disposed = true;
     window.clearTimeout(this._timer);
     this._socket?.close();
+  }
+
+  protected abstract _connect(): void;
+
+  /** Connect again after `delay`, or after the next back-off step. */
+  protected _later(delay?: number): void {
+    const wait = delay ?? Math.min(FIRST_RETRY * 2 ** this._failures, LAST_RETRY);
+    this._failures += 1;
+    window.clearTimeout(this._timer);
+    this._timer = window.setTimeout(() => this._connect(), wait);
+  }
+
+  protected _settings: ServerConnection.ISettings;
+  protected _socket: WebSocket | null = null;
+  protected _failures = 0;
+  protected _disposed = false;
+  private _timer = 0;
+}
+
+export class StateFeed extends Feed {
+  constructor(
+    settings: ServerConnection.ISettings,
+    listener: IStateListener,
+    maps: readonly string[]
+  ) {
+    super(settings);
+    this._listener = listener;
+    this._maps = maps;
   }
 
   /** Whether the state is followed through events (the state socket is missing). */
@@ -111,7 +134,7 @@ export class StateFeed {
     void this._read();
   }
 
-  private _connect(): void {
+  protected _connect(): void {
     if (this._disposed) {
       return;
     }
@@ -237,21 +260,9 @@ export class StateFeed {
     }
   }
 
-  private _later(delay?: number): void {
-    const wait = delay ?? Math.min(FIRST_RETRY * 2 ** this._failures, LAST_RETRY);
-    this._failures += 1;
-    window.clearTimeout(this._timer);
-    this._timer = window.setTimeout(() => this._connect(), wait);
-  }
-
-  private _settings: ServerConnection.ISettings;
   private _listener: IStateListener;
   private _maps: readonly string[];
-  private _socket: WebSocket | null = null;
   private _state: State = {};
-  private _failures = 0;
-  private _timer = 0;
-  private _disposed = false;
   private _byEvents = false;
   private _reading = false;
   private _again = false;
@@ -260,30 +271,20 @@ export class StateFeed {
 /** One event as the event socket sends it. */
 export type ServerEvent = Entry & { schema_id?: string; __id__?: number };
 
-export class EventFeed {
+export class EventFeed extends Feed {
   constructor(
     settings: ServerConnection.ISettings,
     onEvent: (event: ServerEvent) => void,
     onStatus: (live: boolean) => void,
     tail: number
   ) {
-    this._settings = settings;
+    super(settings);
     this._onEvent = onEvent;
     this._onStatus = onStatus;
     this._tail = tail;
   }
 
-  start(): void {
-    this._connect();
-  }
-
-  dispose(): void {
-    this._disposed = true;
-    window.clearTimeout(this._timer);
-    this._socket?.close();
-  }
-
-  private _connect(): void {
+  protected _connect(): void {
     if (this._disposed) {
       return;
     }
@@ -335,19 +336,12 @@ export class EventFeed {
       }
       this._socket = null;
       this._onStatus(false);
-      const wait = Math.min(FIRST_RETRY * 2 ** this._failures, LAST_RETRY);
-      this._failures += 1;
-      this._timer = window.setTimeout(() => this._connect(), wait);
+      this._later();
     };
   }
 
-  private _settings: ServerConnection.ISettings;
   private _onEvent: (event: ServerEvent) => void;
   private _onStatus: (live: boolean) => void;
   private _tail: number;
-  private _socket: WebSocket | null = null;
   private _since: number | null = null;
-  private _failures = 0;
-  private _timer = 0;
-  private _disposed = false;
 }
