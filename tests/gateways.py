@@ -43,6 +43,9 @@ class Gateway:
             "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.port={self.port}",
             f"--KernelGatewayApp.auth_token={GATEWAY_TOKEN}",
             "--KernelGatewayApp.port_retries=0",
+            # JupyterLab lists the kernels (GET /api/kernels, relayed to the gateway): a
+            # gateway behind a Jupyter server must allow it (it refuses by default).
+            "--KernelGatewayApp.list_kernels=True",
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -274,3 +274,48 @@ async def test_a_restart_over_rest_ends_the_running_cell_on_a_gateway_kernel(
     after = await api.wait(fresh["id"], timeout=60)
     assert after["status"] == "ok", after
     assert after["execution_count"] == 1
+
+
+@pytest.mark.browser
+def test_jupyterlab_runs_a_cell_on_a_gateway_kernel(gateway: Any, make_server: Any, tmp_path: Path):
+    """JupyterLab's own kernel connection (its WebSocket to this server, relayed to the
+    gateway) runs a cell on a gateway kernel; the state shows the kernel idle again."""
+    from playwright.sync_api import expect
+    from test_jupyterlab import LOAD_TIMEOUT, SYNC_TIMEOUT, Tab, browser_tabs, lab_server, settle
+
+    root = tmp_path / "root"
+    write_notebook(root / "lab.ipynb", notebook(code_cell("print('hi from', 6 * 7)", "c1")))
+    server = lab_server(
+        make_server,
+        tmp_path,
+        root,
+        f"--GatewayClient.url={gateway.url}",
+        f"--GatewayClient.auth_token={GATEWAY_TOKEN}",
+    )
+    session = server.request(
+        "POST",
+        "/api/sessions",
+        {
+            "path": "lab.ipynb",
+            "type": "notebook",
+            "name": "lab.ipynb",
+            "kernel": {"name": "python3"},
+        },
+    )
+    kernel_id = session["kernel"]["id"]
+    with browser_tabs(server) as (browser, tabs):
+        tab = Tab(browser, "lab")
+        tabs.append(tab)
+        tab.page.goto(f"{server.url}/lab/tree/lab.ipynb?token={server.token}", wait_until="commit")
+        expect(tab.editor).to_have_text("print('hi from', 6 * 7)", timeout=LOAD_TIMEOUT)
+        expect(
+            tab.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+        ).to_have_count(1, timeout=LOAD_TIMEOUT)
+        tab.editor.click()
+        tab.page.keyboard.press("Shift+Enter")
+        output = tab.page.locator(".jp-Notebook .jp-Cell .jp-OutputArea-output").first
+        expect(output).to_have_text("hi from 42", timeout=SYNC_TIMEOUT * 3)
+        state = server.get("/api/datastore/state")
+        assert state["kernels"][kernel_id]["name"] == "python3"
+        assert not tab.errors, tab.errors
+        settle(tabs)
