@@ -14,17 +14,25 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["call_after"]
+__all__ = ["call_after", "replace_methods"]
+
+Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def call_after(obj: Any, names: Iterable[str], callback: Callable[[], None]) -> Callable[[], None]:
     """Run `callback` after each call of `obj`'s methods `names`; returns `undo`."""
+    return replace_methods(obj, {name: lambda m: _wrap(m, callback) for name in names})
+
+
+def replace_methods(obj: Any, wrappers: dict[str, Wrapper]) -> Callable[[], None]:
+    """Replace each named method of `obj` (it has) on the instance by what its wrapper makes
+    of it; returns `undo`."""
     wrapped: list[str] = []
-    for name in names:
+    for name, wrapper in wrappers.items():
         original = getattr(obj, name, None)
         if original is None:
             continue
-        setattr(obj, name, _wrap(original, callback))
+        setattr(obj, name, wrapper(original))
         wrapped.append(name)
 
     def undo() -> None:

@@ -36,6 +36,7 @@ from tornado.httpclient import HTTPClientError
 from tornado.web import HTTPError
 
 from ..execution.records import utc_now
+from .hooks import replace_methods
 
 __all__ = ["STEPS", "Launches", "gateway_error"]
 
@@ -62,29 +63,23 @@ class Launches:
 
     def install(self, manager: Any, gateway_url: str | None) -> Callable[[], None]:
         """Wrap `manager.start_kernel` and `start_watching_activity`; returns `undo`."""
-        wrapped: list[str] = []
-        start = getattr(manager, "start_kernel", None)
-        if start is not None:
-            manager.start_kernel = self._wrap_start(manager, start, gateway_url)
-            wrapped.append("start_kernel")
-        watch = getattr(manager, "start_watching_activity", None)
-        if watch is not None:
 
+        def watching(watch: Callable[..., Any]) -> Callable[..., Any]:
             def start_watching_activity(kernel_id: str, *args: Any, **kwargs: Any) -> Any:
                 try:
                     return watch(kernel_id, *args, **kwargs)
                 finally:
                     self.reached(kernel_id, "connected")
 
-            manager.start_watching_activity = functools.wraps(watch)(start_watching_activity)
-            wrapped.append("start_watching_activity")
+            return functools.wraps(watch)(start_watching_activity)
 
-        def undo() -> None:
-            for name in wrapped:
-                with contextlib.suppress(AttributeError):
-                    delattr(manager, name)
-
-        return undo
+        return replace_methods(
+            manager,
+            {
+                "start_kernel": lambda start: self._wrap_start(manager, start, gateway_url),
+                "start_watching_activity": watching,
+            },
+        )
 
     def _wrap_start(
         self, manager: Any, original: Callable[..., Any], gateway_url: str | None
