@@ -1,7 +1,8 @@
 """The `jupyter-datastore` command.
 
     jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [--token T] [--store URL]
-                            [--users [FILE]] [--gateway-url URL [--gateway-token T]] [...]
+                            [--users [FILE]] [--gateway-url URL [--gateway-token T]]
+                            [--upstream URL [--upstream-token T]] [...]
     jupyter-datastore run NOTEBOOK --server URL [--token T] [--kernel NAME] [--timeout S]
     jupyter-datastore users add NAME [--group G ...] [--display-name TEXT] [--password]
                                 [--token] [--file F]
@@ -28,7 +29,8 @@ __all__ = ["main"]
 
 USAGE = """usage: jupyter-datastore serve [--root DIR] [--ip ADDR] [--port N] [--token T]
                                [--store URL] [--users [FILE]]
-                               [--gateway-url URL [--gateway-token T]] [jupyter_server options]
+                               [--gateway-url URL [--gateway-token T]]
+                               [--upstream URL [--upstream-token T]] [jupyter_server options]
        jupyter-datastore run NOTEBOOK --server URL [--token T] [--kernel NAME] [--timeout S]
        jupyter-datastore users add NAME [--group G ...] [--display-name TEXT] [--password]
                                   [--token] [--file F]
@@ -46,6 +48,8 @@ commands:
 USERS_FILE = os.path.join(".jupyter", "datastore-users.json")
 """The users file under the root (serve) or the current folder (users), by default."""
 IDENTITY_PROVIDER = "jupyter_datastore.auth.identity.UsersIdentityProvider"
+UPSTREAM_CONTENTS = "jupyter_datastore.upstream.contents.UpstreamContentsManager"
+UPSTREAM_KERNELS = "jupyter_datastore.upstream.kernels.UpstreamMappingKernelManager"
 
 
 def serve_arguments(argv: list[str]) -> list[str]:
@@ -69,6 +73,14 @@ def serve_arguments(argv: list[str]) -> list[str]:
         help="the token the kernel gateway expects (GatewayClient.auth_token)",
     )
     parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="supernode mode: serve the files and kernels of the Jupyter server at URL",
+    )
+    parser.add_argument(
+        "--upstream-token", metavar="T", help="the token the upstream Jupyter server expects"
+    )
+    parser.add_argument(
         "--users",
         nargs="?",
         const="",
@@ -76,7 +88,11 @@ def serve_arguments(argv: list[str]) -> list[str]:
         help=f"people log in as the users of FILE (default FILE: ROOT/{USERS_FILE})",
     )
     options, rest = parser.parse_known_args(argv)
+    if options.upstream is not None and options.gateway_url is not None:
+        parser.error("--upstream runs kernels on the upstream: it takes no --gateway-url")
     args = ["--ServerApp.allow_root=True", "--ServerApp.open_browser=False"]
+    if options.upstream is not None:
+        args += upstream_arguments(options.upstream, options.upstream_token)
     for name, trait in (
         ("root", "ServerApp.root_dir"),
         ("ip", "ServerApp.ip"),
@@ -94,6 +110,21 @@ def serve_arguments(argv: list[str]) -> list[str]:
         args.append(f"--ServerApp.identity_provider_class={IDENTITY_PROVIDER}")
         args.append(f"--UsersIdentityProvider.users_file={os.path.abspath(users_file)}")
     return args + rest
+
+
+def upstream_arguments(url: str, token: str | None) -> list[str]:
+    """Supernode mode in jupyter_server's terms: our contents manager over the upstream's
+    contents API, and its kernels through the gateway client (a Jupyter server serves the
+    kernel API a Kernel Gateway does)."""
+    token = token or ""
+    return [
+        f"--ServerApp.contents_manager_class={UPSTREAM_CONTENTS}",
+        f"--UpstreamContentsManager.upstream_url={url}",
+        f"--UpstreamContentsManager.upstream_token={token}",
+        f"--ServerApp.kernel_manager_class={UPSTREAM_KERNELS}",
+        f"--GatewayClient.url={url}",
+        f"--GatewayClient.auth_token={token}",
+    ]
 
 
 class _Failure(Exception):

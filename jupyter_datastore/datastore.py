@@ -88,10 +88,11 @@ class Datastore:
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
         self.io = FileIO(contents_manager)
+        self.upstream: Any = getattr(contents_manager, "upstream", None)
+        """Supernode mode: the `upstream.http.UpstreamHttp` the files are read through."""
         root_dir = getattr(contents_manager, "root_dir", None)
-        self.paths = Paths(
-            root_dir if isinstance(root_dir, str) and os.path.isdir(root_dir) else None
-        )
+        local = self.upstream is None and isinstance(root_dir, str) and os.path.isdir(root_dir)
+        self.paths = Paths(root_dir if local else None)
         """The one path check: every role is decided on the real path it gives."""
         self.settings = settings
         self.limits = settings.limits
@@ -200,6 +201,17 @@ class Datastore:
         )
         await self.state.start()
         stack.push_async_callback(self.state.stop)
+        if self.upstream is not None:
+            from .upstream.link import UpstreamLink
+
+            link = UpstreamLink(
+                self.upstream,
+                self.documents,
+                file_id_manager,
+                lambda entry: self.state.set_status("upstream", entry),
+            )
+            await link.start()
+            stack.push_async_callback(link.stop)
         self.views = self._event_views()
 
     def _event_views(self) -> EventViews:

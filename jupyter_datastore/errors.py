@@ -85,6 +85,15 @@ class DocumentError(DatastoreError):
     error = "document_error"
 
 
+class Unavailable(DatastoreError):
+    """What the files or kernels live on does not answer now (supernode mode's upstream):
+    worth retrying later."""
+
+    status = 503
+    close_code = 4503
+    error = "unavailable"
+
+
 class StoreError(DatastoreError):
     """The store failed (a full disk, a lost database connection): worth retrying later."""
 

@@ -39,6 +39,83 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def launch(
+    command: list[str], env: dict[str, str], log_path: Path, ready: Any, what: str
+) -> subprocess.Popen[bytes]:
+    """Start a server process logging to `log_path`; return once `ready()` stops raising
+    OSError (it answers), or fail with its log if it exits or takes over 60 s."""
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the handle
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{_tail(log_path)}")
+        try:
+            ready()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"{what} did not start in 60 s:\n{_tail(log_path)}")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a process by its pid: `sig` (SIGTERM, a clean stop; SIGKILL, a crash), SIGKILL
+    after 30 s; then the children it leaves (kernels), by their pids."""
+    if process.poll() is not None:
+        return
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=10)
+
+
+def _tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-6000:]
+
+
+class LoopbackService:
+    """A server the tests start beside ours (a kernel gateway, an upstream Jupyter server):
+    its own home folder and port on loopback, stopped by its pid with its kernels."""
+
+    what = "service"
+
+    def __init__(self) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix=f"jds-{self.what}-"))
+        self.port = free_port()
+        self.log_path = self.home / f"{self.what}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def launch(
+        self, command: list[str], env: dict[str, str], probe: urllib.request.Request
+    ) -> None:
+        """Start `command`; return once `probe` gets an answer."""
+
+        def ready() -> None:
+            urllib.request.urlopen(probe, timeout=5).close()
+
+        self.process = launch(command, env, self.log_path, ready, self.what)
+
+    def log(self) -> str:
+        return _tail(self.log_path)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        self.process = None
+
+
 class Server:
     """One `jupyter-datastore serve` process over a root folder; restartable on the same store."""
 
@@ -85,18 +162,10 @@ class Server:
             "--ServerApp.port_retries=0",
             *self.args,
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the handle
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                self.get("/api/datastore/status")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start in 60 s:\n{self.log()}")
+        self.process = launch(
+            command, env, self.log_path, lambda: self.get("/api/datastore/status"), "server"
+        )
+        return self
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -114,7 +183,7 @@ class Server:
             return json.loads(response.read())
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        return _tail(self.log_path)
 
     def check_log(self) -> None:
         """Fail on any traceback the server logged: errors must be handled, not crash.
@@ -137,20 +206,8 @@ class Server:
         The kernels it started are its children: a clean stop shuts them down; after a
         crash, those left are stopped by their pids.
         """
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            children = psutil.Process(self.process.pid).children(recursive=True)
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            for child in children:
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
-            psutil.wait_procs(children, timeout=10)
+        if self.process is not None:
+            stop_process(self.process, sig)
         self.process = None
 
     def remove_home(self) -> None:
@@ -234,5 +291,16 @@ def gateway() -> Iterator[Any]:
     from gateways import Gateway
 
     instance = Gateway().start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[Any]:
+    """A stock Jupyter server on loopback (`upstreams.UpstreamServer`), its root under
+    tmp_path/upstream, stopped at the end."""
+    from upstreams import UpstreamServer
+
+    instance = UpstreamServer(tmp_path / "upstream").start()
     yield instance
     instance.stop()

@@ -139,6 +139,12 @@ async def test_execution_records_through_a_full_disk(make_server, tmp_path: Path
             (first,) = await api.run("run.ipynb", "c1")
             await api.wait(first["id"], {"running"})
 
+            # A record is small: it could fit in the space of a write-ahead log that SQLite
+            # reuses after a checkpoint. Truncated first, the log can only grow, which fails.
+            with contextlib.closing(sqlite3.connect(disk / "store.db")) as db:
+                db.execute("PRAGMA busy_timeout=5000")
+                busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                assert busy == 0, "the write-ahead log was not truncated"
             filler = fill(disk)
             refused = await api.post({"path": "run.ipynb", "cell_ids": ["c2"]})
             assert refused.status_code == 503, refused.text

@@ -33,7 +33,7 @@ from jupyter_server.services.contents.largefilemanager import (
 )
 from tornado.web import HTTPError
 
-from ..errors import DocumentError, NotFound
+from ..errors import DatastoreError, DocumentError, NotFound, Unavailable
 from .kinds import DocumentKind
 
 __all__ = ["FileContent", "FileIO", "Signature", "sha256"]
@@ -93,13 +93,19 @@ class FileIO:
             or getattr(contents_manager, "_post_save_hooks", None)
         )
 
+    def unavailable(self) -> str | None:
+        """Why files cannot be written now, or None: a contents manager whose files live
+        elsewhere (supernode mode's upstream) says so while that place is away."""
+        away = getattr(self.cm, "unavailable", None)
+        return away() if callable(away) else None
+
     async def _get(self, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             model: dict[str, Any] = await ensure_async(self.cm.get(path, **kwargs))
         except HTTPError as exc:
             if exc.status_code == 404:
                 raise NotFound(f"no file at {path}") from exc
-            raise DocumentError(f"cannot read {path}: {exc.log_message or exc}") from exc
+            raise _error(exc, f"cannot read {path}") from exc
         if model.get("type") == "directory":
             raise NotFound(f"{path} is a directory")
         return model
@@ -170,4 +176,11 @@ class FileIO:
             saved = await ensure_async(self.cm.get(path, content=False, require_hash=True))
             return saved.get("hash") or _canonical_hash(content), _signature(saved)
         except HTTPError as exc:
-            raise DocumentError(f"cannot save {path}: {exc.log_message or exc}") from exc
+            raise _error(exc, f"cannot save {path}") from exc
+
+
+def _error(exc: HTTPError, what: str) -> DatastoreError:
+    """A contents manager's error as ours: 503 (its files are away for now) stays 503."""
+    kind = Unavailable if exc.status_code == 503 else DocumentError
+    message = exc.log_message % exc.args if exc.log_message else None
+    return kind(f"{what}: {message or exc}")

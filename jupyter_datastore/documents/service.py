@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ..errors import Unavailable
 from ..events.catalog import Emit, no_emit
 from ..rooms.room import Room, RoomSettings
 from ..store.base import Retention, Store
@@ -107,6 +108,21 @@ class Documents:
                 except Exception as exc:
                     log.warning("cannot compact %s now: %s", name, exc)
 
+    async def look_at(self, path: str) -> None:
+        """The file at `path` changed (told by whoever saw it): compare the open document."""
+        for session in list(self.sessions.values()):
+            if session.path == path:
+                await session.check()
+
+    async def catch_up(self) -> None:
+        """The files' home is back (supernode mode): every open document merges what
+        changed there meanwhile and writes what waited."""
+        for session in list(self.sessions.values()):
+            try:
+                await session.catch_up()
+            except Exception:
+                log.exception("cannot catch up with %s", session.path)
+
     async def _watch(self) -> None:
         last_verify = time.monotonic()
         while True:
@@ -114,8 +130,12 @@ class Documents:
             verify = 0 < self.watch_policy.verify_every <= time.monotonic() - last_verify
             if verify:
                 last_verify = time.monotonic()
+            if self.io.unavailable() is not None:
+                continue  # files cannot be read now: `catch_up` looks when they can
             for session in list(self.sessions.values()):
                 try:
                     await session.check(verify=verify)
+                except Unavailable:
+                    break  # gone away meanwhile: said once, by whoever watches it
                 except Exception:
                     log.exception("cannot check %s for changes on disk", session.path)

@@ -122,6 +122,8 @@ class DocumentSession(RoomOwner):
         self.retention = Retention()
         self.missing = False
         """The file is gone from disk: autosave stops until it is back or saved explicitly."""
+        self.held = False
+        """The file's home is away (`FileIO.unavailable`): saves wait until `catch_up`."""
         self._missing_told = False
         self._saved_seq = 0
         self._file_hash = ""
@@ -304,6 +306,8 @@ class DocumentSession(RoomOwner):
         """Write the document to its file if it changed; 'success', 'skipped' or 'failed'."""
         async with self._lock:
             self._first_change = None
+            if not explicit and self._hold():
+                return "held"
             try:
                 await self._check_disk()
                 if self.missing and not explicit:
@@ -311,9 +315,28 @@ class DocumentSession(RoomOwner):
                 await self._write(explicit=explicit)
                 return "success"
             except DatastoreError as exc:
+                if not explicit and self._hold():
+                    return "held"
                 log.error("cannot save %s: %s", self.path, exc.detail)
                 self._event("save_failed", explicit=explicit, detail=exc.detail)
                 return "failed"
+
+    def _hold(self) -> bool:
+        """Whether autosaves wait, the file's home being away; told once per absence."""
+        reason = self.io.unavailable()
+        if reason is not None and not self.held:
+            log.warning("the save of %s waits: %s", self.path, reason)
+            self._event("save_held", detail=reason)
+        self.held = reason is not None
+        return self.held
+
+    async def catch_up(self) -> None:
+        """The file's home is back: merge what changed there meanwhile, and write what
+        waited (as an autosave would: not when every client has autosave off)."""
+        if self.room.seq > self._saved_seq and self.policy.autosave and self._autosave_wanted():
+            await self.save()
+        else:
+            await self.check(verify=True)
 
     async def _write(self, *, explicit: bool = False) -> None:
         seq = self.room.cut()
@@ -337,7 +360,8 @@ class DocumentSession(RoomOwner):
         self._saved(seq, file_hash, signature)
         await self._note_saved()
         self._set_state(dirty=False, hash=file_hash)
-        if written or explicit:  # an autosave that found nothing to write says nothing
+        was_held, self.held = self.held, False
+        if written or explicit or was_held:  # an autosave that wrote nothing says nothing
             self._event("saved", explicit=explicit, written=written)
 
     async def _note_saved(self) -> None:

@@ -182,6 +182,10 @@ class ServerState:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def set_status(self, key: str, value: Any) -> None:
+        """An entry of `status` that its source tells (supernode mode's `upstream`)."""
+        self.model.write([("status", key, value)])
+
     def snapshot(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "room_id": STATE_ROOM, **self.model.snapshot()}
 
@@ -325,6 +329,7 @@ class ServerState:
                 "type": parsed.type,
                 "peers": len(users),
                 "users": sorted({user for user in users if user}),
+                "saves_held": session.held,
             }
         return entries
 

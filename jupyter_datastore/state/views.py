@@ -4,7 +4,8 @@ The state room holds the whole server; a user who may view every document sees a
 (and may open the room). Anyone else gets this view of its snapshot over REST: sessions,
 executions, open documents and changed contents of the paths they may view; the kernels
 of those sessions and the kernels that serve no notebook; terminals only with a role on the
-root; kernel specs and the server's status as they are.
+root; kernel specs and the server's status as they are (the upstream of supernode mode
+only with a role on the root).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def view_of(snapshot: dict[str, Any], may_view: Callable[[str], bool]) -> dict[s
     }
     if not may_view(""):
         view["terminals"] = {}
+        # Where the files come from (supernode mode) is the server's business, as its root.
+        view["status"] = {
+            key: value for key, value in (snapshot.get("status") or {}).items() if key != "upstream"
+        }
     return view
 
 
