@@ -306,3 +306,39 @@ def test_two_jupyterlab_pages_co_edit_an_upstream_notebook_and_run_a_cell(
         wait_until(saved, 20, "the autosave of the edit and the outputs on the upstream's disk")
         assert not one.errors and not two.errors, (one.errors, two.errors)
         settle(tabs)
+
+
+async def test_roles_decide_over_the_upstreams_files_and_its_place_is_the_owners(
+    upstream: UpstreamServer, make_server: Any, tmp_path: Path
+) -> None:
+    """The gate decides every request on the upstream's paths as on local ones; a user with
+    no role sees none of its files, and only a user with a role on the root learns where the
+    files come from (`status.upstream`)."""
+    from roles import ROLE_ARGS, http, share
+    from two_users import two_users_env
+
+    write_notebook(upstream.root / "shared" / "nb.ipynb", notebook(code_cell("x", "c1")))
+    write_notebook(upstream.root / "private.ipynb", notebook(code_cell("secret", "c1")))
+    server = make_server(
+        [*supernode_args(upstream), *ROLE_ARGS], root=tmp_path / "local", env=two_users_env()
+    )
+    await share(server, "shared", {"users": {"bob": "viewer"}})
+    async with http(server, "alice") as alice, http(server, "bob") as bob:
+        async with http(server, "mallory") as mallory:
+            assert (await mallory.get("/api/contents")).status_code == 403
+            assert (await mallory.get("/api/contents/private.ipynb")).status_code in (403, 404)
+            state = (await mallory.get("/api/datastore/state")).json()
+            assert "upstream" not in state["status"]
+        assert (await bob.get("/api/contents")).status_code == 403
+        listing = (await bob.get("/api/contents/shared")).json()["content"]
+        assert [item["name"] for item in listing] == ["nb.ipynb"]
+        assert (await bob.get("/api/contents/shared/nb.ipynb")).json()["writable"] is False
+        root = (await alice.get("/api/contents")).json()["content"]
+        assert sorted(item["name"] for item in root) == ["private.ipynb", "shared"]
+        model = {"type": "file", "format": "text", "content": "no"}
+        refused = await bob.put("/api/contents/shared/new.txt", json=model)
+        assert refused.status_code == 403
+        assert not (upstream.root / "shared" / "new.txt").exists()
+        assert "upstream" not in (await bob.get("/api/datastore/state")).json()["status"]
+        owner_view = (await alice.get("/api/datastore/state")).json()["status"]
+        assert owner_view["upstream"]["url"] == upstream.url
