@@ -236,6 +236,10 @@ async def test_contents_and_kernelspecs_come_from_the_upstream_and_errors_pass_t
         away = await http.get("/api/contents/data.txt")
         assert away.status_code == 503, away.text
         assert upstream.url in json.dumps(away.json())
+        kernel = await http.post("/api/kernels", json={"name": "python3"})
+        assert kernel.status_code == 503, kernel.text
+        message = kernel.json()["message"]
+        assert message.startswith(f"the upstream Jupyter server at {upstream.url} cannot be")
 
 
 def test_serve_refuses_upstream_with_a_gateway() -> None:

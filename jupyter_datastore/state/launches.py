@@ -30,6 +30,7 @@ import functools
 import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tornado.httpclient import HTTPClientError
@@ -38,7 +39,7 @@ from tornado.web import HTTPError
 from ..execution.records import utc_now
 from .hooks import replace_methods
 
-__all__ = ["STEPS", "Launches", "gateway_error"]
+__all__ = ["STEPS", "KernelHost", "Launches", "gateway_error"]
 
 STEPS = ("requested", "started", "connected", "idle")
 
@@ -61,7 +62,7 @@ class Launches:
 
     # --- the kernel manager ---
 
-    def install(self, manager: Any, gateway_url: str | None) -> Callable[[], None]:
+    def install(self, manager: Any, gateway: KernelHost | None) -> Callable[[], None]:
         """Wrap `manager.start_kernel` and `start_watching_activity`; returns `undo`."""
 
         def watching(watch: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,13 +77,13 @@ class Launches:
         return replace_methods(
             manager,
             {
-                "start_kernel": lambda start: self._wrap_start(manager, start, gateway_url),
+                "start_kernel": lambda start: self._wrap_start(manager, start, gateway),
                 "start_watching_activity": watching,
             },
         )
 
     def _wrap_start(
-        self, manager: Any, original: Callable[..., Any], gateway_url: str | None
+        self, manager: Any, original: Callable[..., Any], gateway: KernelHost | None
     ) -> Callable[..., Any]:
         async def start_kernel(*args: Any, **kwargs: Any) -> Any:
             given = kwargs.get("kernel_id")
@@ -93,7 +94,7 @@ class Launches:
             try:
                 kernel_id = await original(*args, **kwargs)
             except Exception as exc:
-                error = gateway_error(exc, gateway_url) if gateway_url else None
+                error = gateway_error(exc, gateway) if gateway else None
                 name = kwargs.get("kernel_name") or getattr(manager, "default_kernel_name", None)
                 reason = _message(error if error is not None else exc)
                 self._failed(requested, name, reason, given)
@@ -184,13 +185,22 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def gateway_error(exc: BaseException, url: str) -> HTTPError | None:
-    """The clear error for a kernel start the gateway at `url` failed; None to let `exc`
-    pass as it is (the gateway said the request itself was wrong)."""
+@dataclass(frozen=True)
+class KernelHost:
+    """Where kernels run when not here: a Kernel Gateway, or supernode mode's upstream."""
+
+    url: str
+    name: str = "the kernel gateway"
+    token: str = "the gateway token (--gateway-token, GatewayClient.auth_token)"
+
+
+def gateway_error(exc: BaseException, host: KernelHost) -> HTTPError | None:
+    """The clear error for a kernel start that `host` failed; None to let `exc` pass as it
+    is (the gateway said the request itself was wrong)."""
     cause: BaseException = exc
     if isinstance(exc, HTTPError) and exc.__cause__ is not None:
         cause = exc.__cause__
-    where = f"the kernel gateway at {url}"
+    where = f"{host.name} at {host.url}"
     if isinstance(cause, HTTPClientError):
         code = cause.code
         if code == 599:
@@ -202,7 +212,7 @@ def gateway_error(exc: BaseException, url: str) -> HTTPError | None:
             return _error(
                 502,
                 f"{where} refused to start the kernel (HTTP {code}: {cause.message}): "
-                "check the gateway token (--gateway-token, GatewayClient.auth_token)",
+                f"check {host.token}",
             )
         if code in _PASSED_ON:
             return None

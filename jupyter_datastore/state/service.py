@@ -59,7 +59,7 @@ from ..rooms.room import Room, RoomSettings
 from ..store.base import StoredEvent
 from .feed import StateFeeds
 from .hooks import call_after
-from .launches import Launches
+from .launches import KernelHost, Launches
 from .model import STATE_ROOM, Change, StateModel
 from .sources import (
     ContentUnreadable,
@@ -141,7 +141,7 @@ class ServerState:
     async def start(self) -> None:
         self.rooms.pin(self.model.room)
         self._undo = [
-            self.launches.install(self.services.kernels, _gateway_url(self.services.kernels)),
+            self.launches.install(self.services.kernels, _kernel_host(self.services.kernels)),
             call_after(
                 self.services.kernels,
                 ("notify_connect", "notify_disconnect"),  # a kernel WebSocket came or went
@@ -403,13 +403,18 @@ class ServerState:
         return changes
 
 
-def _gateway_url(kernels: Any) -> str | None:
-    """The kernel gateway's URL when the kernel manager is jupyter_server's gateway one."""
-    try:
-        from jupyter_server.gateway.gateway_client import GatewayClient
-        from jupyter_server.gateway.managers import GatewayMappingKernelManager
-    except ImportError:  # pragma: no cover: jupyter_server always has them
+def _kernel_host(kernels: Any) -> KernelHost | None:
+    """Where the kernels run when jupyter_server's gateway client starts them: a Kernel
+    Gateway, or supernode mode's upstream."""
+    from jupyter_server.gateway.gateway_client import GatewayClient
+    from jupyter_server.gateway.managers import GatewayMappingKernelManager
+
+    from ..upstream.kernels import UpstreamMappingKernelManager
+
+    url = str(GatewayClient.instance().url or "")
+    if not isinstance(kernels, GatewayMappingKernelManager) or not url:
         return None
-    if not isinstance(kernels, GatewayMappingKernelManager):
-        return None
-    return str(GatewayClient.instance().url or "") or None
+    if isinstance(kernels, UpstreamMappingKernelManager):
+        token = "the upstream token (--upstream-token)"
+        return KernelHost(url, "the upstream Jupyter server", token)
+    return KernelHost(url)
