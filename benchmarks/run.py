@@ -44,6 +44,8 @@ from servers import Server
 
 RESULTS = servers.HERE / "results"
 PARTS = ("fanout", "open", "memory", "execution", "events", "state", "durability")
+ON_THEIR_OWN = ("panel", "lab_load", "gateway", "supernode")
+"""Parts reported on their own, each run only when named."""
 T = TypeVar("T")
 
 
@@ -518,12 +520,26 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=(*PARTS, "panel", "lab_load"),
-        help="run only this part (repeatable); default: all of them (panel, lab_load: only "
-        "when named)",
+        choices=(*PARTS, *ON_THEIR_OWN),
+        help="run only this part (repeatable); default: all of them (panel, lab_load, "
+        "gateway, supernode: only when named)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
+    if "gateway" in parts:  # a gateway kernel's first output against a local one: on its own
+        import gateway
+
+        gateway.report(gateway.run(8 if args.quick else 20))
+        parts.discard("gateway")
+        if not parts:
+            return
+    if "supernode" in parts:  # a cold open through an upstream against a local one: on its own
+        import supernode
+
+        supernode.report(supernode.run(3 if args.quick else 5))
+        parts.discard("supernode")
+        if not parts:
+            return
     if "lab_load" in parts:  # JupyterLab's load with and without our extension: on its own
         import lab_load
 

@@ -104,6 +104,8 @@ class Server:
         self.root = home / "root"
         self.port = port
         self.endpoint = Endpoint(f"http://127.0.0.1:{port}", TOKEN)
+        self.probe = "/api/status"
+        """What answers once the server is up (a Kernel Gateway has no /api/status)."""
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = home / "server.log"
 
@@ -138,7 +140,7 @@ class Server:
                 )
             try:
                 request = urllib.request.Request(
-                    f"{self.endpoint.url}/api/status", headers={"Authorization": f"token {TOKEN}"}
+                    f"{self.endpoint.url}{self.probe}", headers={"Authorization": f"token {TOKEN}"}
                 )
                 with urllib.request.urlopen(request, timeout=5):
                     return self

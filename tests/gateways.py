@@ -31,7 +31,7 @@ class Gateway(LoopbackService):
             "--KernelGatewayApp.port_retries=0",
             # JupyterLab lists the kernels (GET /api/kernels, relayed to the gateway): a
             # gateway behind a Jupyter server must allow it (it refuses by default).
-            "--KernelGatewayApp.list_kernels=True",
+            "--JupyterWebsocketPersonality.list_kernels=True",
         ]  # fmt: skip
         request = urllib.request.Request(
             self.url + "/api/kernelspecs", headers={"Authorization": f"token {GATEWAY_TOKEN}"}

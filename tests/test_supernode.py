@@ -41,8 +41,10 @@ async def upstream_status(server: Any) -> dict[str, Any]:
     return dict(response.json()["status"]["upstream"])
 
 
-async def reachable_is(server: Any, value: bool) -> bool:
-    return (await upstream_status(server))["reachable"] is value
+async def status_is(server: Any, **expected: Any) -> bool:
+    """Whether the state's `status.upstream` has these values now."""
+    status = await upstream_status(server)
+    return all(status[key] == value for key, value in expected.items())
 
 
 async def upstream_kernels(upstream: UpstreamServer) -> list[dict[str, Any]]:
@@ -156,7 +158,7 @@ async def test_the_upstream_going_away_holds_saves_and_loses_nothing(
     try:
         assert (await upstream_status(server))["reachable"] is True
         upstream.stop()
-        await eventually(lambda: reachable_is(server, False), timeout=15)
+        await eventually(lambda: status_is(server, reachable=False), timeout=15)
         status = await upstream_status(server)
         assert upstream.url in status["error"] and status["url"] == upstream.url
         # Editing goes on between the clients; the save waits.
@@ -346,3 +348,38 @@ async def test_roles_decide_over_the_upstreams_files_and_its_place_is_the_owners
         assert "upstream" not in (await bob.get("/api/datastore/state")).json()["status"]
         owner_view = (await alice.get("/api/datastore/state")).json()["status"]
         assert owner_view["upstream"]["url"] == upstream.url
+
+
+async def test_an_upstream_that_refuses_its_event_stream_is_followed_by_polling(
+    make_server: Any, tmp_path: Path
+) -> None:
+    from two_users import two_users_env
+
+    upstream = UpstreamServer(
+        tmp_path / "upstream",
+        ["--ServerApp.authorizer_class=deny_events.DenyEvents"],
+        two_users_env(),
+    ).start()
+    try:
+        path = upstream.root / "polled.ipynb"
+        write_notebook(path, notebook(code_cell("start", "c1")))
+        server = make_server(supernode_args(upstream), root=tmp_path / "local")
+        client = await YClient.connect(server.url, server.token, "polled.ipynb")
+        try:
+            await eventually(lambda: status_is(server, events="polling"), timeout=15)
+            write_notebook(path, notebook(code_cell("changed there", "c1")))  # on its disk
+            await until(lambda: cell_source(client, 0) == "changed there", what="the change")
+            upstream.stop()
+            await eventually(lambda: status_is(server, reachable=False), timeout=15)
+            type_into(client, 0, ", and here")
+            upstream.start()
+            await eventually(lambda: status_is(server, reachable=True), timeout=20)
+            await until(
+                lambda: sources(read_notebook(path)) == ["changed there, and here"],
+                timeout=20,
+                what="the held save, once the upstream answers again",
+            )
+        finally:
+            await client.close()
+    finally:
+        upstream.stop()

@@ -20,11 +20,18 @@ class UpstreamServer(LoopbackService):
 
     what = "upstream"
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.root = root or self.home / "root"
         self.root.mkdir(parents=True, exist_ok=True)
         self.token = UPSTREAM_TOKEN
+        self.args = args or []
+        self.env = env or {}
 
     @property
     def headers(self) -> dict[str, str]:
@@ -36,6 +43,7 @@ class UpstreamServer(LoopbackService):
             "JUPYTER_NO_CONFIG": "1",
             "JUPYTER_DATA_DIR": str(self.home / "data"),
             "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+            **self.env,
         }
         command = [
             sys.executable, "-m", "jupyter_server",
@@ -45,6 +53,7 @@ class UpstreamServer(LoopbackService):
         ]  # fmt: skip
         if os.geteuid() == 0:  # CI runs as root
             command.append("--ServerApp.allow_root=True")
+        command += self.args
         request = urllib.request.Request(self.url + "/api/status", headers=self.headers)
         self.launch(command, env, request)
         return self

@@ -123,6 +123,10 @@ class UpstreamContentsManager(AsyncContentsManager):  # type: ignore[misc]
 
     checkpoints_class = Type(UpstreamCheckpoints, klass=AsyncCheckpoints, config=True)
 
+    notebooks_as_text = True
+    """The datastore reads and writes notebooks as text through this manager (see
+    `documents.contents.FileIO.as_text`)."""
+
     _http: UpstreamHttp | None = None
 
     @default("root_dir")
