@@ -277,6 +277,7 @@ async def test_a_restart_over_rest_ends_the_running_cell_on_a_gateway_kernel(
 
 
 @pytest.mark.browser
+@pytest.mark.browser
 def test_jupyterlab_runs_a_cell_on_a_gateway_kernel(gateway: Any, make_server: Any, tmp_path: Path):
     """JupyterLab's own kernel connection (its WebSocket to this server, relayed to the
     gateway) runs a cell on a gateway kernel; the state shows the kernel idle again."""

@@ -254,6 +254,7 @@ def test_serve_refuses_upstream_with_a_gateway() -> None:
     assert any(a.startswith("--ServerApp.contents_manager_class=") for a in args)
 
 
+@pytest.mark.browser
 def test_two_jupyterlab_pages_co_edit_an_upstream_notebook_and_run_a_cell(
     upstream: UpstreamServer, make_server: Any, tmp_path: Path
 ) -> None:

@@ -106,7 +106,8 @@ class UpstreamLink:
             connect_timeout=self.http.connect_timeout,
             request_timeout=self.http.connect_timeout,
         )
-        self._socket = await websocket_connect(request)
+        # Pings: an upstream gone without closing (a network cut) is noticed within 30 s.
+        self._socket = await websocket_connect(request, ping_interval=10, ping_timeout=30)
         try:
             self.events = "live"
             self.http.note(True, "")
