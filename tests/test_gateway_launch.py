@@ -79,13 +79,13 @@ async def test_a_gateway_that_refuses_the_token_gives_a_clear_502_and_a_failed_l
         message = response.json()["message"]
         assert gateway.url in message
         assert "refused" in message and "token" in message, message
-        # A session with a new kernel fails with the same message; jupyter_server's sessions
-        # handler answers any failure of create_session as a 500 with its text.
+        # A session with a new kernel fails with the same message and status (jupyter_server's
+        # sessions handler wraps any failure of create_session as a 500: unwrapped).
         response = await api.post(
             "/api/sessions",
             json={"path": "a.ipynb", "type": "notebook", "kernel": {"name": "python3"}},
         )
-        assert response.status_code == 500, response.text
+        assert response.status_code == 502, response.text
         assert gateway.url in response.json()["message"]
         assert "check the gateway token" in response.json()["message"]
 

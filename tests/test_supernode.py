@@ -242,6 +242,10 @@ async def test_contents_and_kernelspecs_come_from_the_upstream_and_errors_pass_t
         assert kernel.status_code == 503, kernel.text
         message = kernel.json()["message"]
         assert message.startswith(f"the upstream Jupyter server at {upstream.url} cannot be")
+        model = {"path": "new.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+        session = await http.post("/api/sessions", json=model)
+        assert session.status_code == 503, session.text  # not jupyter_server's wrapping 500
+        assert f"the upstream {upstream.url} cannot be reached" in session.json()["message"]
 
 
 def test_serve_refuses_upstream_with_a_gateway() -> None:

@@ -102,6 +102,13 @@ class Gate:
                     chunk = gate.filter_response(self, cls, chunk)
                 return super().finish(chunk)
 
+            def write_error(self, status_code: int, **kwargs: Any) -> Any:
+                unwrapped = _unwrapped(kwargs.get("exc_info"))
+                if status_code == 500 and unwrapped is not None:
+                    self.set_status(unwrapped[1].status_code, reason=unwrapped[1].reason)
+                    return super().write_error(unwrapped[1].status_code, exc_info=unwrapped)
+                return super().write_error(status_code, **kwargs)
+
         Gated.__name__, Gated.__qualname__ = cls.__name__, cls.__qualname__
         Gated.__module__ = cls.__module__
         return Gated
@@ -239,3 +246,18 @@ def _user(handler: Any) -> str | None:
 
 def is_ours(cls: type) -> bool:
     return cls.__module__.startswith("jupyter_datastore.handlers")
+
+
+_AWAY = (502, 503, 504)
+
+
+def _unwrapped(exc_info: Any) -> tuple[type, web.HTTPError, Any] | None:
+    """A 500 that wraps an error saying that what kernels run on is away or failing
+    (502, 503, 504: a kernel gateway, supernode mode's upstream), as jupyter_server's
+    sessions handler wraps any failure to create a session: that error, to answer with
+    its own status (a client may retry a 503, not a 500)."""
+    exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
+    cause = getattr(exc, "__cause__", None)
+    if not isinstance(exc, web.HTTPError) or not isinstance(cause, web.HTTPError):
+        return None
+    return (type(cause), cause, cause.__traceback__) if cause.status_code in _AWAY else None
