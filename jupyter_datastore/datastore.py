@@ -209,10 +209,23 @@ class Datastore:
                 self.documents,
                 file_id_manager,
                 lambda entry: self.state.set_status("upstream", entry),
+                self._upstream_kernel_action,
             )
             await link.start()
             stack.push_async_callback(link.stop)
         self.views = self._event_views()
+
+    def _upstream_kernel_action(self, data: dict[str, Any]) -> None:
+        """A kernel restarted or shut down on supernode mode's upstream (or by us, echoed
+        back: the same marks again, harmless): a restart there ends a run under way here.
+        Kernels its users start are not followed until someone here uses them."""
+        if data.get("status") != "success" or data.get("action") not in ("restart", "shutdown"):
+            return
+        if data["kernel_id"] not in self.executor.kernels:
+            return  # one of the upstream's own
+        if data["action"] == "restart":
+            self.executor.restarted_elsewhere(data["kernel_id"])
+        self.kernel_watcher.heard_action(data)
 
     def _event_views(self) -> EventViews:
         """Who sees which event: in-memory lookups of files, rooms, forks and sessions."""

@@ -388,3 +388,26 @@ async def test_an_upstream_that_refuses_its_event_stream_is_followed_by_polling(
             await client.close()
     finally:
         upstream.stop()
+
+
+async def test_a_kernel_restarted_on_the_upstream_ends_the_run_under_way(
+    upstream: UpstreamServer, make_server: Any, tmp_path: Path
+) -> None:
+    """A restart made there by its own users says nothing on the kernel's WebSocket: the
+    upstream's kernel_actions event tells the supernode, and the run ends."""
+    slow = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+    write_notebook(upstream.root / "slow.ipynb", notebook(code_cell(slow, "c1")))
+    server = make_server(supernode_args(upstream), root=tmp_path / "local")
+    api = ExecApi(server.url, server.token)
+    try:
+        (record,) = await api.run("slow.ipynb", "c1")
+        await api.wait(record["id"], {"running"}, timeout=90)
+        running = await api.get(record["id"])
+        async with httpx.AsyncClient(headers=upstream.headers) as http:
+            restart = f"{upstream.url}/api/kernels/{running['kernel_id']}/restart"
+            (await http.post(restart)).raise_for_status()
+        done = await api.wait(record["id"], timeout=20)
+        assert done["status"] == "error", done
+        assert "restarted" in done["reason"], done
+    finally:
+        await api.close()

@@ -107,11 +107,12 @@ class KernelWatcher:
                 self._subscription = self.bus.subscribe(subscription.filter)
             for event in events:
                 try:
-                    self._on_action(event.data)
+                    self.heard_action(event.data)
                 except Exception:
                     log.exception("cannot follow a kernel action: %s", event.data)
 
-    def _on_action(self, data: dict[str, Any]) -> None:
+    def heard_action(self, data: dict[str, Any]) -> None:
+        """A `kernel_actions` event's data: ours, or supernode mode's upstream's."""
         kernel_id, action = data.get("kernel_id"), data.get("action")
         if data.get("status") != "success" or not isinstance(kernel_id, str):
             return

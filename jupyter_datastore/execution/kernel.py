@@ -397,6 +397,13 @@ class KernelRunner:
         if run.record.cell_id is not None:
             self._last_run[key] = run.record.id
 
+    def restarted_elsewhere(self) -> None:
+        """The kernel was restarted where it runs, by someone else (supernode mode's
+        upstream says so): a run under way ends at its next check, the next gets a fresh
+        connection."""
+        if isinstance(self._client, GatewayChannels):
+            self._client.restarted = True
+
     # --- the channels ---
 
     async def _ensure_client(self) -> AsyncKernelClient:

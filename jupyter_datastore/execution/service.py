@@ -308,6 +308,12 @@ class Executor:
 
     # --- helpers ---
 
+    def restarted_elsewhere(self, kernel_id: str) -> None:
+        """See `KernelRunner.restarted_elsewhere`."""
+        runner = self.runners.get(kernel_id)
+        if runner is not None:
+            runner.restarted_elsewhere()
+
     def _runner(self, kernel_id: str) -> KernelRunner:
         runner = self.runners.get(kernel_id)
         if runner is None:

@@ -37,6 +37,7 @@ __all__ = ["UpstreamLink"]
 log = logging.getLogger(__name__)
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 _CHANGES = {"save", "upload", "create", "rename", "copy", "delete"}
 """Contents actions that change a file (`get` does not; our own polls make those)."""
 
@@ -48,6 +49,7 @@ class UpstreamLink:
         documents: Documents,
         file_ids: Any,
         set_status: Callable[[dict[str, Any]], None],
+        kernel_action: Callable[[dict[str, Any]], None] = lambda data: None,
         *,
         retry_max: float = 5.0,
     ) -> None:
@@ -55,6 +57,9 @@ class UpstreamLink:
         self.documents = documents
         self.file_ids = file_ids
         self._set_status = set_status
+        self._kernel_action = kernel_action
+        """Told of the upstream's `kernel_actions` events: a kernel restarted or shut down
+        there, by its own users, says nothing on the kernel's WebSocket."""
         self.retry_max = retry_max
         self.events = "connecting"
         """How upstream changes are noticed: `live` (its event stream) or `polling`."""
@@ -142,7 +147,12 @@ class UpstreamLink:
             event = json.loads(message)
         except ValueError:
             return
-        if not isinstance(event, dict) or event.get("schema_id") != CONTENTS_EVENTS:
+        if not isinstance(event, dict):
+            return
+        if event.get("schema_id") == KERNEL_ACTIONS and isinstance(event.get("kernel_id"), str):
+            self._kernel_action(event)
+            return
+        if event.get("schema_id") != CONTENTS_EVENTS:
             return
         action, path = event.get("action"), event.get("path")
         if action not in _CHANGES or not isinstance(path, str):
