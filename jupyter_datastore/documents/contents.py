@@ -3,10 +3,10 @@
 Any contents manager works (jupytext, S3, database-backed ones): documents are loaded and
 saved as the manager's own notebook and file models. For jupyter_server's stock file
 managers with no save hooks (and supernode mode's, whose upstream is one), notebooks take a
-faster road through the same manager: they
-are read and written as text (`type="file"`), parsed and serialised here exactly as nbformat
-would, which skips a JSON-schema validation and a notebook signature on every load and
-save (a few hundred milliseconds for a thousand cells).
+faster road through the same manager: they are read and written as text (`type="file"`),
+parsed and serialised here exactly as nbformat would, which skips a JSON-schema validation
+and a notebook signature on every load and save (a few hundred milliseconds for a thousand
+cells).
 
 Changes on disk are recognised by content: a cheap signature (modification time and size)
 says when to look, the file's SHA-256 says whether anything really changed.

@@ -303,7 +303,8 @@ class DocumentSession(RoomOwner):
         return await self._start_save(explicit=True)
 
     async def save(self, *, explicit: bool = False) -> str:
-        """Write the document to its file if it changed; 'success', 'skipped' or 'failed'."""
+        """Write the document to its file if it changed; 'success', 'skipped', 'held' (the
+        file's home is away: see `catch_up`) or 'failed'."""
         async with self._lock:
             self._first_change = None
             if not explicit and self._hold():
