@@ -389,10 +389,7 @@ def report(out: dict[str, Any]) -> None:
     )
     if out["cpu_cores"]["others"] > BUSY_CORES:
         print(f"  warning: other processes used over {BUSY_CORES} of a core: figures disturbed")
-    path = servers.HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-gateway.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"  results: {path}")
+    print(f"  results: {servers.write_results('gateway', out)}")
 
 
 def main() -> None:

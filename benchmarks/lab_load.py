@@ -22,7 +22,6 @@ import json
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -245,10 +244,7 @@ def report(summary: dict[str, Any]) -> None:
         f"{summary['ratio_p90']:.3f}; goal: median ratio <= {GOAL:.2f} (under 10% more): {met}"
     )
     print(f"  our plugins loaded in 'with': {', '.join(summary['plugins'])}; none in 'without'")
-    out = servers.HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-lab_load.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
-    print(f"  results: {out}")
+    print(f"  results: {servers.write_results('lab_load', summary)}")
 
 
 def main() -> None:

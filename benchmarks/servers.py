@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from ywire import Endpoint
 
@@ -267,3 +268,11 @@ def anchor(python: Path, *options: str) -> Server:
         f"--BaseFileIdManager.db_path={home / 'fileid.db'}", *options,
     ]  # fmt: skip
     return Server("anchor", command, home, port)
+
+
+def write_results(part: str, results: Any) -> Path:
+    """Keep a part's figures as JSON under benchmarks/results/, named by time; its path."""
+    path = HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{part}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    return path

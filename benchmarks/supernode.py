@@ -22,7 +22,6 @@ the upstream directly. No goal: reported only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -176,10 +175,7 @@ def report(out: dict[str, Any]) -> None:
         "text straight from the upstream: p50 "
         f"{out['upstream_get_ms_p50']:.0f} ms"
     )
-    path = servers.HERE / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-supernode.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"  results: {path}")
+    print(f"  results: {servers.write_results('supernode', out)}")
 
 
 def main() -> None:
