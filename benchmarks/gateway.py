@@ -342,14 +342,7 @@ def run(runs: int = 20) -> dict[str, Any]:
             print(f"gateway: {server.name} pid {server.pid}, {server.endpoint.url}", flush=True)
         out = asyncio.run(measure(local, ours_gw, gateway, runs))
     finally:
-        for server in reversed(started):  # ours first: they shut their kernels down
-            if server.process is not None:
-                execution.note_kernels(server)
-            server.stop()
-            server.cleanup()
-        leftover = execution.stop_kernels()
-        if leftover:
-            print(f"gateway: stopped kernels that outlived their server: {leftover}")
+        execution.stop_all(started[::-1], "gateway")
     out["settings"] = {"runs": runs}
     return summarise(out)
 

@@ -149,14 +149,7 @@ def run(repeats: int = 5, cells: int = 1000) -> dict[str, Any]:
         wait_reachable(node)
         out = measure(local, node, up, cells, repeats)
     finally:
-        for server in reversed(started):
-            if server.process is not None:
-                execution.note_kernels(server)
-            server.stop()
-            server.cleanup()
-        leftover = execution.stop_kernels()
-        if leftover:
-            print(f"supernode: stopped processes that outlived their server: {leftover}")
+        execution.stop_all(started[::-1], "supernode")
     out["settings"] = {"repeats": repeats, "cells": cells}
     return out
 

@@ -7,6 +7,7 @@
     ├── Conflict                    (409, close 4409)  the request contradicts the current state
     ├── SessionExpired              (409, close 1003)  the client's sessionId is not ours
     ├── DocumentError               (500, close 4500)  a document could not be loaded or saved
+    ├── Unavailable                 (503, close 4503)  what files or kernels live on is away
     ├── InvalidTransition           (500)              an execution record asked to move where
     │                                                  it cannot (a server bug; records.py)
     └── StoreError                  (503, close 4503)  the store cannot read or write now
@@ -15,12 +16,19 @@
 Each class names its HTTP status and WebSocket close code; the handlers turn an exception
 into a response or a close in exactly one place each (`handlers/base.py`). The protocol
 layer's `ProtocolError` becomes `BadRequest` there.
+
+Where our code speaks jupyter_server's language instead (a contents manager, a kernel
+manager), it raises Tornado's `HTTPError` through `http_error` and reads one's text with
+`http_message`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, ClassVar
+
+from tornado.web import HTTPError
 
 __all__ = [
     "BadRequest",
@@ -32,7 +40,10 @@ __all__ = [
     "SessionExpired",
     "StoreCorrupt",
     "StoreError",
+    "Unavailable",
     "close_reason",
+    "http_error",
+    "http_message",
 ]
 
 # RFC 6455 section 5.5: a close frame's body is at most 125 bytes, 2 of them the code.
@@ -143,3 +154,19 @@ def close_reason(payload: dict[str, Any]) -> str:
             del payload[key]
             text = json.dumps(payload)
     return text
+
+
+def http_error(status: int, message: str, reason: str | None = None) -> HTTPError:
+    """A Tornado `HTTPError` that shows `message`: jupyter_server's API handlers answer its
+    `log_message` as it is, while Tornado formats it with `%` (so a `%` in it is doubled;
+    rare: a URL or an upstream's answer with one)."""
+    return HTTPError(status, message.replace("%", "%%"), reason=reason)
+
+
+def http_message(exc: HTTPError) -> str:
+    """The text of a Tornado `HTTPError`, formatted as Tornado logs it."""
+    if exc.log_message:
+        with contextlib.suppress(TypeError, ValueError):
+            return str(exc.log_message % exc.args)
+        return str(exc.log_message)
+    return str(exc)

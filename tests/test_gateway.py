@@ -27,6 +27,15 @@ async def gateway_api(gateway: Gateway, make_server: Any, tmp_path: Path) -> Any
     await api.close()
 
 
+async def first_on_a_fresh_kernel(api: ExecApi, path: str, cell_id: str) -> dict[str, Any]:
+    """Run a cell after the kernel restarted: it succeeds, as the fresh kernel's first."""
+    (record,) = await api.run(path, cell_id)
+    after = await api.wait(record["id"], timeout=60)
+    assert after["status"] == "ok", after
+    assert after["execution_count"] == 1
+    return after
+
+
 def file_outputs(path: Path, cell_id: str) -> list[dict[str, Any]]:
     cell = next(c for c in read_notebook(path)["cells"] if c["id"] == cell_id)
     return list(cell.get("outputs", []))
@@ -111,10 +120,7 @@ async def test_a_gateway_kernel_that_dies_mid_cell_ends_the_run_and_the_queue_go
     assert ended["status"] == "error", ended
     assert ended["error"]["ename"] == "KernelDied"
     # The gateway restarted the kernel; the next cell runs on the fresh one.
-    (again,) = await api.run("die.ipynb", "after")
-    after = await api.wait(again["id"], timeout=60)
-    assert after["status"] == "ok", after
-    assert after["execution_count"] == 1
+    after = await first_on_a_fresh_kernel(api, "die.ipynb", "after")
     # The gateway's `restarting` reached the state, and the fresh kernel is idle again.
     kernel_id = after["kernel_id"]
 
@@ -237,10 +243,7 @@ async def test_a_gateway_kernel_restarted_over_rest_runs_the_next_cell(gateway_a
 
     response = await api.http.post(f"/api/kernels/{kernel_id}/restart")
     assert response.status_code == 200, response.text
-    (again,) = await api.run("restart.ipynb", "two")
-    after = await api.wait(again["id"], timeout=60)
-    assert after["status"] == "ok", after
-    assert after["execution_count"] == 1
+    after = await first_on_a_fresh_kernel(api, "restart.ipynb", "two")
     assert "after restart\n" in "".join(o.get("text", "") for o in after["outputs"])
 
     async def idle() -> bool:
@@ -270,10 +273,7 @@ async def test_a_restart_over_rest_ends_the_running_cell_on_a_gateway_kernel(
     ended = await api.wait(running["id"], timeout=60)
     assert ended["status"] == "error", ended
     assert ended["error"]["ename"] == "KernelDied"
-    (fresh,) = await api.run("long.ipynb", "next")
-    after = await api.wait(fresh["id"], timeout=60)
-    assert after["status"] == "ok", after
-    assert after["execution_count"] == 1
+    await first_on_a_fresh_kernel(api, "long.ipynb", "next")
 
 
 @pytest.mark.browser

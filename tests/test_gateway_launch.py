@@ -34,6 +34,19 @@ async def failed_launches(api: httpx.AsyncClient) -> list[dict[str, Any]]:
     return [k for k in kernels.values() if k.get("execution_state") == "failed"]
 
 
+async def failed_start(api: httpx.AsyncClient, status: int) -> tuple[str, dict[str, Any]]:
+    """Ask for a kernel the gateway cannot start: the answer's message (with `status`),
+    and the state's one failed launch."""
+    response = await api.post("/api/kernels", json={"name": "python3"})
+    assert response.status_code == status, response.text
+
+    async def one() -> list[dict[str, Any]] | None:
+        return await failed_launches(api) or None
+
+    (entry,) = await eventually(one)
+    return str(response.json()["message"]), entry
+
+
 async def test_a_kernel_started_over_rest_on_a_gateway_shows_its_launch_steps(
     gateway: Gateway, make_server: Any, tmp_path: Path
 ) -> None:
@@ -110,15 +123,8 @@ async def test_a_gateway_url_where_nothing_listens_gives_a_clear_503(
     url = f"http://127.0.0.1:{free_port()}"
     server = make_server([f"--gateway-url={url}", "--gateway-token=t"], root=tmp_path)
     async with client(server) as api:
-        response = await api.post("/api/kernels", json={"name": "python3"})
-        assert response.status_code == 503, response.text
-        message = response.json()["message"]
+        message, entry = await failed_start(api, 503)
         assert url in message and "cannot be reached" in message, message
-
-        async def one() -> list[dict[str, Any]] | None:
-            return await failed_launches(api) or None
-
-        (entry,) = await eventually(one)
         assert url in entry["reason"]
         assert entry["launch"]["failed"]
 
@@ -143,15 +149,8 @@ async def test_a_gateway_that_does_not_answer_gives_a_clear_504(
             env={"KERNEL_LAUNCH_TIMEOUT": "1", "JUPYTER_GATEWAY_MAX_REQUEST_RETRIES": "0"},
         )
         async with client(server) as api:
-            response = await api.post("/api/kernels", json={"name": "python3"})
-            assert response.status_code == 504, response.text
-            message = response.json()["message"]
+            message, entry = await failed_start(api, 504)
             assert url in message and "did not answer" in message, message
-
-            async def one() -> list[dict[str, Any]] | None:
-                return await failed_launches(api) or None
-
-            (entry,) = await eventually(one)
             assert "did not answer" in entry["reason"]
 
 

@@ -34,7 +34,7 @@ from jupyter_server.services.contents.largefilemanager import (
 )
 from tornado.web import HTTPError
 
-from ..errors import DatastoreError, DocumentError, NotFound, Unavailable
+from ..errors import DatastoreError, DocumentError, NotFound, Unavailable, http_message
 from .kinds import DocumentKind
 
 __all__ = ["FileContent", "FileIO", "Signature", "sha256"]
@@ -190,5 +190,4 @@ class FileIO:
 def _error(exc: HTTPError, what: str) -> DatastoreError:
     """A contents manager's error as ours: 503 (its files are away for now) stays 503."""
     kind = Unavailable if exc.status_code == 503 else DocumentError
-    message = exc.log_message % exc.args if exc.log_message else None
-    return kind(f"{what}: {message or exc}")
+    return kind(f"{what}: {http_message(exc)}")

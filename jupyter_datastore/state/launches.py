@@ -25,7 +25,6 @@ mistake (400, 404, 409: an unknown kernel name) pass as they are.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import socket
 import uuid
@@ -36,6 +35,7 @@ from typing import Any
 from tornado.httpclient import HTTPClientError
 from tornado.web import HTTPError
 
+from ..errors import http_error, http_message
 from ..execution.records import utc_now
 from .hooks import replace_methods
 
@@ -177,11 +177,7 @@ def _has(manager: Any, kernel_id: str) -> bool:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, HTTPError):
-        if exc.log_message:
-            with contextlib.suppress(TypeError, ValueError):
-                return str(exc.log_message % exc.args)
-            return str(exc.log_message)
-        return f"HTTP {exc.status_code}"
+        return http_message(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -231,10 +227,7 @@ def gateway_error(exc: BaseException, host: KernelHost) -> HTTPError | None:
 
 
 def _error(status: int, message: str) -> HTTPError:
-    """jupyter_server's API handlers answer an HTTPError's `log_message` as the `message`,
-    unformatted, and tornado logs it as a format: it has no arguments, and a `%` is
-    doubled (rare: a gateway URL or answer with one)."""
-    return HTTPError(status, message.replace("%", "%%"), reason=_REASONS[status])
+    return http_error(status, message, reason=_REASONS[status])
 
 
 _REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

@@ -20,7 +20,8 @@ from jupyter_server.services.contents.manager import AsyncContentsManager
 from tornado.web import HTTPError
 from traitlets import Type, Unicode, default
 
-from .http import UpstreamHttp, UpstreamUnreachable, http_error
+from ..errors import http_error
+from .http import UpstreamHttp, UpstreamUnreachable
 
 __all__ = ["UpstreamCheckpoints", "UpstreamContentsManager"]
 

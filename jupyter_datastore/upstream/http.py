@@ -17,11 +17,10 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from jupyter_client.jsonutil import json_default
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
-from tornado.web import HTTPError
 
-from ..errors import Unavailable
+from ..errors import Unavailable, http_error
 
-__all__ = ["UpstreamHttp", "UpstreamUnreachable", "http_error"]
+__all__ = ["UpstreamHttp", "UpstreamUnreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +176,6 @@ class UpstreamHttp:
             self._client.close()
         self._client = None
         self._client_loop = None
-
-
-def http_error(status: int, message: str, reason: str | None = None) -> HTTPError:
-    """A Tornado `HTTPError` that shows `message`: jupyter_server's API handlers answer its
-    `log_message` as it is, while Tornado formats it with `%` (so a `%` in it is doubled)."""
-    return HTTPError(status, message.replace("%", "%%"), reason=reason)
 
 
 def _escape(api_path: str) -> str:
