@@ -250,11 +250,11 @@ class _Follower:
 
     async def _asking(self, send: Callable[[], str]) -> None:
         """Send a `kernel_info_request` (`send` gives its id), again while IOPub says
-        nothing of it, until its idle is heard or the kernel's ready timeout passes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.watcher.ready_timeout
+        nothing of it, until its idle is heard. No deadline: a kernel slow to start (a loaded
+        machine, many starting at once) must still be seen idle once it answers; asking ends
+        when the kernel is no longer followed, one request every 4 s at most until then."""
         wait = 0.25
-        while not self.answered.is_set() and loop.time() < deadline:
+        while not self.answered.is_set():
             if not self.heard_own:  # IOPub is silent so far: perhaps it joined late
                 self.own.add(send())
             with contextlib.suppress(asyncio.TimeoutError):
