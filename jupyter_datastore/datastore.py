@@ -84,6 +84,8 @@ class Datastore:
     state: ServerState
     permissions: Permissions
     live: LiveChecks
+    services: JupyterServices
+    """jupyter_server's managers (kernels, sessions, kernel specs, terminals, ...)."""
 
     def __init__(self, store: Store, contents_manager: Any, settings: Settings) -> None:
         self.store = store
@@ -128,6 +130,7 @@ class Datastore:
         event_logger: Any,
     ) -> None:
         s = self.settings
+        self.services = services
         stack.push_async_callback(self.store.close)  # also what a failed start opened
         await self.store.start()
         self.events = EventBus(event_logger, self.store, keep=s.events_kept)

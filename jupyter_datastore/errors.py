@@ -42,6 +42,7 @@ __all__ = [
     "StoreError",
     "Unavailable",
     "close_reason",
+    "error_body",
     "http_error",
     "http_message",
 ]
@@ -170,3 +171,23 @@ def http_message(exc: HTTPError) -> str:
             return str(exc.log_message % exc.args)
         return str(exc.log_message)
     return str(exc)
+
+
+_HTTP_ERRORS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
+    """`{"error": code, "detail": text, "message": text}` for any exception a request
+    ended with: a `DatastoreError` its own, Tornado's `HTTPError` by its status, anything
+    else a server error whose detail points at the server log (never the exception's text)."""
+    if isinstance(exc, DatastoreError):
+        return exc.body()
+    if isinstance(exc, HTTPError):
+        detail = exc.log_message or exc.reason or f"HTTP {status}"
+        return {
+            "error": _HTTP_ERRORS.get(status, "http_error"),
+            "detail": detail,
+            "message": detail,
+        }
+    detail = "unexpected server error (see the server log)"
+    return {"error": "server_error", "detail": detail, "message": detail}

@@ -7,6 +7,7 @@ from typing import Any
 from .events import event_handlers
 from .executions import ExecutionHandler, ExecutionInputHandler, ExecutionsHandler
 from .forks import ForkHandler, TimelineHandler, UndoRedoHandler
+from .graphql import GraphQLHandler, SchemaHandler
 from .nbmodel import (
     KERNEL_ID,
     REQUEST_ID,
@@ -33,6 +34,8 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/collaboration/undo_redo/(?P<room_id>[^/]+)", UndoRedoHandler),
     (r"/api/datastore/status", StatusHandler),
     (r"/api/datastore/openapi.json", OpenAPIHandler),
+    (r"/api/datastore/graphql", GraphQLHandler),
+    (r"/api/datastore/graphql/schema.graphql", SchemaHandler),
     (r"/api/datastore/state", StateHandler),
     (r"/api/datastore/state/refresh", StateRefreshHandler),
     (r"/api/datastore/state/subscribe", StateSubscribeHandler),

@@ -14,17 +14,16 @@ from typing import Any, TypeVar, cast
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
-from tornado.web import HTTPError
 
 from ..auth import Role
 from ..auth.live import Watched
 from ..datastore import Datastore
 from ..documents.roomid import RoomId, is_fork_id
-from ..errors import BadRequest, DatastoreError, NotFound
+from ..errors import BadRequest, DatastoreError, NotFound, error_body
 from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 from .websocket import WebSocket, keep_alive
 
-__all__ = ["DatastoreHandler", "authorized_to", "error_body", "read_json", "user_name_of"]
+__all__ = ["DatastoreHandler", "authorized_to", "read_json", "user_name_of"]
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +33,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 def authorized_to(action: str) -> Callable[[F], F]:
     """jupyter_server's `@authorized` for an explicit action (such as "execute"), typed."""
     return cast(Callable[[F], F], authorized(action))
-
-
-_HTTP_ERRORS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-
-
-def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
-    if isinstance(exc, DatastoreError):
-        return exc.body()
-    if isinstance(exc, HTTPError):
-        detail = exc.log_message or exc.reason or f"HTTP {status}"
-        return {
-            "error": _HTTP_ERRORS.get(status, "http_error"),
-            "detail": detail,
-            "message": detail,
-        }
-    detail = "unexpected server error (see the server log)"
-    return {"error": "server_error", "detail": detail, "message": detail}
 
 
 def read_json(raw: str | bytes, what: str) -> Any:

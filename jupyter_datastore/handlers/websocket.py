@@ -45,8 +45,9 @@ def _tokens(value: str) -> set[str]:
     return {token.strip().lower() for token in value.split(",")}
 
 
-def handshake_response(headers: HTTPHeaders) -> bytes:
-    """The `101` response to a valid opening handshake (RFC 6455 section 4.2); else BadRequest."""
+def handshake_response(headers: HTTPHeaders, subprotocol: str | None = None) -> bytes:
+    """The `101` response to a valid opening handshake (RFC 6455 section 4.2); else BadRequest.
+    `subprotocol`: the one chosen among those the client offered, named in the response."""
     if "websocket" not in _tokens(headers.get("Upgrade", "")):
         raise BadRequest("not a WebSocket request: Upgrade: websocket is missing")
     if "upgrade" not in _tokens(headers.get("Connection", "")):
@@ -60,9 +61,10 @@ def handshake_response(headers: HTTPHeaders) -> bytes:
     except (ValueError, binascii.Error) as exc:
         raise BadRequest("malformed Sec-WebSocket-Key") from exc
     accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+    chosen = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     return (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n{chosen}\r\n"
     ).encode()
 
 

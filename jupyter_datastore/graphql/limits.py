@@ -1,0 +1,131 @@
+"""What one GraphQL operation may ask for: nesting depth, aliases, tokens and cost.
+
+Depth, aliases and tokens are Strawberry's own limiters. The cost is ours: each field
+selected costs 1, and what is selected inside a list is counted once per item the list may
+hold: its `first` or `limit` argument when written in the query, `MAX_PAGE` when it is a
+variable (variables are not known when the query is validated; resolvers refuse a page
+larger than `MAX_PAGE`), else `DEFAULT_PAGE` (lists without paging are small: kernels,
+sessions, a notebook's cells are counted at that size). An operation over `MAX_COST` is
+refused before it runs, with the cost it would have had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    VariableNode,
+    get_named_type,
+)
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from ..errors import BadRequest
+
+__all__ = ["DEFAULT_PAGE", "MAX_COST", "MAX_DEPTH", "MAX_PAGE", "limits", "page_size"]
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 5_000
+MAX_COST = 50_000
+DEFAULT_PAGE = 100
+MAX_PAGE = 1_000
+_PAGING_ARGUMENTS = ("first", "limit")
+
+
+def _is_list(type_: Any) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)
+
+
+class CostLimit(ValidationRule):
+    """Refuse an operation whose cost (see the module docstring) is over `MAX_COST`."""
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        context: ValidationContext = self.context
+        schema = context.schema
+        root = schema.get_root_type(node.operation)
+        if root is None:
+            return
+        cost = self._cost(node.selection_set, root, set())
+        if cost > MAX_COST:
+            self.report_error(
+                GraphQLError(
+                    f"the operation would cost {cost}, more than the limit of {MAX_COST}: "
+                    "ask for fewer items (first, limit) or fewer fields",
+                    node,
+                )
+            )
+
+    def _cost(self, selections: SelectionSetNode | None, parent: Any, seen: set[str]) -> int:
+        if selections is None or parent is None or not hasattr(parent, "fields"):
+            return 0
+        total = 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                field = parent.fields.get(selection.name.value)
+                if field is None:
+                    continue  # an unknown field: another rule reports it
+                inner = self._cost(selection.selection_set, get_named_type(field.type), seen)
+                many = self._page(selection) if _is_list(field.type) else 1
+                total += 1 + many * inner
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = self.context.schema.get_type(condition.name.value) if condition else parent
+                total += self._cost(selection.selection_set, target, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.context.get_fragment(name)
+                if fragment is None or name in seen:
+                    continue  # unknown or cyclic: other rules report it
+                target = self.context.schema.get_type(fragment.type_condition.name.value)
+                total += self._cost(fragment.selection_set, target, seen | {name})
+        return total
+
+    def _page(self, node: FieldNode) -> int:
+        for argument in node.arguments or ():
+            if argument.name.value in _PAGING_ARGUMENTS:
+                value = argument.value
+                if isinstance(value, IntValueNode):
+                    return max(int(value.value), 1)
+                if isinstance(value, VariableNode):
+                    return MAX_PAGE
+        return DEFAULT_PAGE
+
+
+def limits() -> list[Callable[[], SchemaExtension]]:
+    """The limiters, as factories: Strawberry makes a fresh extension per operation."""
+    return [
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: AddValidationRules([CostLimit]),
+    ]
+
+
+def page_size(value: int | None, name: str = "first") -> int:
+    """A list's page size as a resolver takes it: `DEFAULT_PAGE` when not given, else 1 to
+    `MAX_PAGE` (BadRequest otherwise)."""
+    if value is None:
+        return DEFAULT_PAGE
+    if not 1 <= value <= MAX_PAGE:
+        raise BadRequest(f"{name} must be from 1 to {MAX_PAGE}, not {value}")
+    return value

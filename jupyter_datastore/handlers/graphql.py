@@ -1,0 +1,91 @@
+"""`/api/datastore/graphql`: GraphQL over HTTP (GET for queries and GraphiQL, POST for
+everything) and WebSocket (subscriptions); `/api/datastore/graphql/schema.graphql`: the SDL.
+
+Any logged-in user may ask; each field and mutation decides on the caller's roles as the
+REST route of the same thing does (`graphql/`). The WebSocket is authenticated when it
+opens and re-checked while it is open (`auth/live.py`): a lost login closes it with 4403.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+from cross_web import HTTPException
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from tornado import web
+
+from ..graphql.schema import make_schema, sdl
+from ..graphql.transport import MAX_MESSAGE, GraphQLSocket, GraphQLView, HTTPAnswer
+from .base import DatastoreHandler
+from .websocket import handshake_response
+
+__all__ = ["GraphQLHandler", "SchemaHandler"]
+
+_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+class _Base(DatastoreHandler):
+    auth_resource = "graphql"
+
+    @property
+    def view(self) -> GraphQLView:
+        """The server's one view (and schema), made at its first request."""
+        view = self.settings.get("datastore_graphql")
+        if view is None:
+            view = self.settings["datastore_graphql"] = GraphQLView(make_schema(), self.datastore)
+        return cast(GraphQLView, view)
+
+
+class GraphQLHandler(_Base):
+    async def get(self) -> None:
+        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            await self._subscriptions()  # type: ignore[misc]
+        else:
+            await self._http()  # type: ignore[misc]
+
+    async def post(self) -> None:
+        await self._http()  # type: ignore[misc]
+
+    @web.authenticated
+    @authorized
+    async def _http(self) -> None:
+        try:
+            answer = await self.view.run(self)
+        except HTTPException as exc:  # a request Strawberry could not read
+            code = _CODES.get(exc.status_code, "http_error")
+            error = {"message": exc.reason, "extensions": {"code": code}}
+            answer = HTTPAnswer(exc.status_code, {"Content-Type": "application/json"})
+            answer.body = json.dumps({"errors": [error]}).encode()
+        self.set_status(answer.status)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        self.finish(answer.body)
+
+    @ws_authenticated
+    async def _subscriptions(self) -> None:
+        try:
+            await self.view.run(self)
+        except HTTPException as exc:  # before the handshake was answered
+            raise web.HTTPError(exc.status_code, exc.reason) from exc
+
+    async def open_graphql_socket(self, subprotocol: str | None) -> GraphQLSocket:
+        """Answer the handshake on our WebSocket (the transport's `create_websocket_response`)."""
+        response = handshake_response(self.request.headers, subprotocol)
+        graphql_socket = GraphQLSocket()
+        graphql_socket.socket = self.stream_socket(
+            on_message=graphql_socket.received,
+            on_closed=graphql_socket.ended,
+            name="graphql",
+            max_message_size=MAX_MESSAGE,
+        )
+        await graphql_socket.open(response)
+        return graphql_socket
+
+
+class SchemaHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(sdl(self.view.schema))  # type: ignore[arg-type]
