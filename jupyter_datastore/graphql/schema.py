@@ -12,13 +12,13 @@ from typing import Any
 import strawberry
 from strawberry.tools import merge_types
 
-from . import server
+from . import documents, events, executions, kernels, server
 from .errors import ErrorCodes
 from .limits import limits
 
 __all__ = ["SDL_PATH", "make_schema", "sdl"]
 
-PARTS: tuple[ModuleType, ...] = (server,)
+PARTS: tuple[ModuleType, ...] = (server, kernels, executions, events, documents)
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 

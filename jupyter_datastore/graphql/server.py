@@ -1,5 +1,4 @@
-"""The Jupyter server's own objects over GraphQL: its status, kernels, kernel specs,
-sessions and terminals, roles and rules, and the state room's changes."""
+"""The server's status, and the state room's changes, over GraphQL."""
 
 from __future__ import annotations
 
