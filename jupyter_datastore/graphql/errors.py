@@ -10,16 +10,14 @@ its status, a query that does not parse or validate `invalid_query`, and anythin
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 from tornado.web import HTTPError
 
 from ..errors import DatastoreError, error_body
 
-__all__ = ["ErrorCodes", "coded"]
+__all__ = ["coded", "with_codes"]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +56,9 @@ def _status_of(exc: BaseException) -> int:
     return 500
 
 
-class ErrorCodes(SchemaExtension):
-    """Codes every error of a query's or mutation's result (subscriptions: `coded` is
-    applied by the transport to each result they stream)."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result: Any = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [coded(error) for error in errors]
+def with_codes(result: Any) -> Any:
+    """`result` (one operation's, or one of a subscription's) with each error coded."""
+    errors = getattr(result, "errors", None)
+    if errors:
+        result.errors = [coded(error) for error in errors]
+    return result

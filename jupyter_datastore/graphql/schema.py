@@ -5,6 +5,8 @@ keeps it equal to `sdl()`; `python -m jupyter_datastore.graphql` writes it)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,7 +15,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from . import documents, events, executions, kernels, server
-from .errors import ErrorCodes
+from .errors import with_codes
 from .limits import limits
 
 __all__ = ["SDL_PATH", "make_schema", "sdl"]
@@ -27,12 +29,30 @@ def _root(name: str) -> Any:
     return merge_types(name, parts) if parts else None
 
 
+class CodedSchema(strawberry.Schema):
+    """Every result it gives has its errors coded (`errors.py`): a query's or mutation's,
+    and each of a subscription's (the WebSocket protocols format errors themselves)."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return with_codes(await super().execute(*args, **kwargs))
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        results = await super().stream(*args, **kwargs)
+
+        async def coded() -> AsyncGenerator[Any, None]:
+            async with aclosing(results):
+                async for result in results:
+                    yield with_codes(result)
+
+        return coded()
+
+
 def make_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return CodedSchema(
         query=_root("Query"),
         mutation=_root("Mutation"),
         subscription=_root("Subscription"),
-        extensions=[*limits(), ErrorCodes],
+        extensions=limits(),
     )
 
 

@@ -3,12 +3,17 @@ the SDL, and subscriptions over both WebSocket subprotocols."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from gql import gql
 from graphqls import GRAPHQL, LEGACY_WS, TRANSPORT_WS, query, ws_client
+from websockets.typing import Origin, Subprotocol
 
 from jupyter_datastore.graphql.schema import SDL_PATH, sdl
 
@@ -55,3 +60,171 @@ async def test_a_subscription_over_either_websocket_subprotocol(
                     break
         finally:
             await delete_kernel(server, kernel_id)
+
+
+# --- errors and limits: refused before anything runs, with a code ---
+
+
+def codes(answer: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in answer.get("errors") or []]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{ status { nope } }", "Cannot query field 'nope'"),
+        ("{ status { version ", "Syntax Error"),
+        ("{ " + "a: status { version } " * 2 + "}", None),  # fine: two aliases
+        ("{ " + " ".join(f"a{i}: status {{ version }}" for i in range(40)) + " }", "aliases"),
+    ],
+)
+async def test_a_query_that_does_not_validate_is_refused_with_a_code(
+    server: Any, text: str, says: str | None
+) -> None:
+    answer = await raw(server, text)
+    if says is None:
+        assert "errors" not in answer, answer
+        return
+    assert codes(answer) == ["invalid_query"] and says in answer["errors"][0]["message"]
+    assert answer.get("data") is None
+
+
+async def test_depth_and_cost_are_limited(server: Any) -> None:
+    deep = "subscription { stateChanges { " + "changes { " * 11 + "key" + " }" * 12 + " }"
+    answer = await raw(server, deep)
+    assert codes(answer) and all(c == "invalid_query" for c in codes(answer))
+    costly = "{ " + " ".join(f"s{i}: status {{ version sessionId }}" for i in range(25)) + " }"
+    assert "errors" not in await raw(server, costly)  # 75: far below the limit
+
+
+async def raw(server: Any, text: str, method: str = "POST", **more: Any) -> dict[str, Any]:
+    """One operation by hand (httpx): the JSON answer, whatever its status."""
+    headers = {"Authorization": f"token {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as http:
+        if method == "GET":
+            response = await http.get(GRAPHQL, params={"query": text, **more})
+        else:
+            response = await http.post(GRAPHQL, json={"query": text, **more})
+    return dict(response.json())
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "bad_request"),
+        (b'{"query": 42}', 400, "bad_request"),
+        (b'{"query": "{ status { version } }", "variables": [1]}', 400, "bad_request"),
+        (b"{}", 400, "bad_request"),
+    ],
+)
+async def test_a_malformed_request_is_a_400_with_a_code(
+    server: Any, body: bytes, status: int, code: str
+) -> None:
+    headers = {"Authorization": f"token {server.token}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.post(GRAPHQL, content=body)
+    assert response.status_code == status
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == [code]
+
+
+async def test_a_mutation_over_get_is_refused(server: Any) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.get(GRAPHQL, params={"query": "mutation { x }"})
+    assert response.status_code in (400, 405)
+
+
+async def test_without_a_login_nothing_is_answered(server: Any) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post(GRAPHQL, json={"query": "{ status { version } }"})
+        assert response.status_code == 403 and "sessionId" not in response.text
+        response = await http.get(GRAPHQL + "/schema.graphql")
+        assert response.status_code == 403
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(ws_url(server), subprotocols=[Subprotocol(TRANSPORT_WS)])
+    assert refused.value.response.status_code == 403
+
+
+async def test_the_schema_is_served_as_sdl(server: Any) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.get(GRAPHQL + "/schema.graphql")
+    assert response.status_code == 200 and response.text == SDL_PATH.read_text()
+
+
+# --- the WebSocket: bad input closes or is answered, and changes nothing ---
+
+
+def ws_url(server: Any, token: str | None = None) -> str:
+    url = server.url.replace("http", "ws", 1) + GRAPHQL
+    return url if token is None else f"{url}?token={token}"
+
+
+async def close_code(ws: Any, timeout: float = 10) -> int:
+    async def drain() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await ws.recv()
+
+    await asyncio.wait_for(drain(), timeout)
+    assert ws.protocol.close_rcvd is not None, "dropped without a close frame"
+    return int(ws.protocol.close_rcvd.code)
+
+
+async def test_a_socket_without_a_known_subprotocol_is_closed_4406(server: Any) -> None:
+    async with websockets.connect(
+        ws_url(server, server.token), subprotocols=[Subprotocol("chat")]
+    ) as ws:
+        assert await close_code(ws) == 4406
+
+
+async def test_a_socket_from_another_origin_is_refused(server: Any) -> None:
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(
+            ws_url(server, server.token),
+            subprotocols=[Subprotocol(TRANSPORT_WS)],
+            origin=Origin("http://evil.example"),
+        )
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("messages", "code"),
+    [
+        (["not json"], 4400),
+        ([b"\x00binary"], 4400),
+        ([json.dumps({"type": "subscribe", "id": "1", "payload": {"query": "{x}"}})], 4401),
+        (["x" * (2 << 20)], 1009),
+    ],
+)
+async def test_bad_messages_close_the_socket(
+    server: Any, messages: list[str | bytes], code: int
+) -> None:
+    """Not JSON, not text, a subscribe before connection_init, larger than the limit."""
+    async with websockets.connect(
+        ws_url(server, server.token), subprotocols=[Subprotocol(TRANSPORT_WS)], max_size=None
+    ) as ws:
+        for message in messages:
+            await ws.send(message)
+        assert await close_code(ws) == code
+
+
+async def test_a_subscription_that_does_not_validate_gets_a_coded_error(server: Any) -> None:
+    async with websockets.connect(
+        ws_url(server, server.token), subprotocols=[Subprotocol(TRANSPORT_WS)]
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription { stateChanges { nope } }"
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": query}}))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert answer["type"] == "error" and answer["id"] == "1"
+        assert "nope" in answer["payload"][0]["message"]
+        # The socket goes on: a good subscription gets its first state.
+        good = "subscription { stateChanges { state } }"
+        await ws.send(json.dumps({"type": "subscribe", "id": "2", "payload": {"query": good}}))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (
+            answer["type"] == "next"
+            and "kernels" in answer["payload"]["data"]["stateChanges"]["state"]
+        )
