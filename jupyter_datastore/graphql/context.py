@@ -7,7 +7,8 @@ path it gives, exactly as REST handlers do (`handlers/base.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
@@ -25,6 +26,9 @@ class Caller:
     """The authenticated user's name (jupyter_server's identity)."""
     handler: Any = None
     """The opening request's handler (HTTP or WebSocket): its login is what was checked."""
+    on_rules_changed: list[Callable[[], None]] = field(default_factory=list)
+    """Called when rules or users changed while a WebSocket is open (its login is still
+    good): a subscription that shows a per-user view sends what changed in it."""
 
     def real(self, path: str | None) -> str:
         """The real path a client's path names ("" is the root), or BadRequest/Forbidden."""
@@ -48,6 +52,10 @@ class Caller:
         real = self.real(path)
         self.datastore.permissions.require(self.user, real, needed, operation)
         return real
+
+    def rules_changed(self) -> None:
+        for listener in list(self.on_rules_changed):
+            listener()
 
     @property
     def sees_everything(self) -> bool:

@@ -74,8 +74,10 @@ class Subscription:
             pipe.put,
             lambda code, reason: pipe.end(Unavailable("the server is stopping")),
         )
+        caller.on_rules_changed.append(feed.refresh)  # the view may have changed
         try:
             async for frame in pipe:
                 yield _update(frame)
         finally:
+            caller.on_rules_changed.remove(feed.refresh)
             feeds.close(feed)

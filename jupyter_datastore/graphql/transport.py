@@ -127,6 +127,12 @@ class GraphQLSocket:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(MAX_QUEUED)
         self.socket: Any = None
+        self.caller: Caller | None = None
+
+    def rules_changed(self) -> None:
+        """The live re-check found the login still good after rules or users changed."""
+        if self.caller is not None:
+            self.caller.rules_changed()
 
     async def open(self, response: bytes) -> None:
         """Answer the handshake (`response`: the 101) and start reading."""
@@ -199,7 +205,10 @@ class GraphQLView(AsyncBaseHTTPView[Any, HTTPAnswer, HTTPAnswer, Any, GraphQLSoc
         return HTTPAnswer()
 
     async def get_context(self, request: Any, response: Any) -> Caller:
-        return Caller(self.datastore, request.user_name, request)
+        caller = Caller(self.datastore, request.user_name, request)
+        if isinstance(response, GraphQLSocket):
+            response.caller = caller  # told when rules or users change
+        return caller
 
     async def get_root_value(self, request: Any) -> None:
         return None

@@ -109,13 +109,18 @@ class DatastoreHandler(APIHandler):
         on_closed: Callable[[], None],
         name: str,
         max_message_size: int,
+        recheck: Callable[[], None] = lambda: None,
     ) -> WebSocket:
         """This request's stream as our WebSocket (`websocket.py`), for a socket that
         streams to one user (events, notifications): its login is checked again while it
-        is open (`auth/live.py`), and a lost one closes it with 4403."""
+        is open (`auth/live.py`), and a lost one closes it with 4403; `recheck` is called
+        after each look that found the login still good (rules or users changed)."""
         datastore = self.datastore
         watched = Watched(
-            self.user_name, self, lambda exc: socket.close(exc.close_code, exc.reason())
+            self.user_name,
+            self,
+            lambda exc: socket.close(exc.close_code, exc.reason()),
+            recheck,
         )
 
         def closed() -> None:
