@@ -33,6 +33,10 @@ class CodedSchema(strawberry.Schema):
     """Every result it gives has its errors coded (`errors.py`): a query's or mutation's,
     and each of a subscription's (the WebSocket protocols format errors themselves)."""
 
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        """Not logged here (Strawberry logs each with a traceback): a refusal or a bad
+        request is the caller's; `errors.coded` logs the server's own failures."""
+
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return with_codes(await super().execute(*args, **kwargs))
 
