@@ -2,11 +2,17 @@
 
 Depth, aliases and tokens are Strawberry's own limiters. The cost is ours: each field
 selected costs 1, and what is selected inside a list is counted once per item the list may
-hold: its `first` or `limit` argument when written in the query, `MAX_PAGE` when it is a
-variable (variables are not known when the query is validated; resolvers refuse a page
-larger than `MAX_PAGE`), else `DEFAULT_PAGE` (lists without paging are small: kernels,
-sessions, a notebook's cells are counted at that size). An operation over `MAX_COST` is
-refused before it runs, with the cost it would have had.
+hold: its `first` or `limit` argument (or its connection's: a connection's `edges` hold
+what the field above asked for) when written in the query, `MAX_PAGE` when it is a variable
+(variables are not known when the query is validated; resolvers refuse a page larger than
+`MAX_PAGE`), else `DEFAULT_PAGE` (lists without paging are small: kernels, sessions, a
+notebook's cells are counted at that size). An operation over `MAX_COST` is refused before
+it runs, with the cost it would have had.
+
+Introspection is bounded by the schema's own size, so it costs one per field, but it may
+not walk types recursively (`fields { type { fields { ... } } }`, which grows with each
+level): each of its lists (types, fields, args, ...) may appear once on a path. The query
+GraphiQL and other clients send to learn the schema does not need more.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from graphql import (
     VariableNode,
     get_named_type,
 )
+from graphql.type.introspection import (
+    SchemaMetaFieldDef,
+    TypeMetaFieldDef,
+    TypeNameMetaFieldDef,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -48,6 +59,14 @@ MAX_COST = 50_000
 DEFAULT_PAGE = 100
 MAX_PAGE = 1_000
 _PAGING_ARGUMENTS = ("first", "limit")
+_INTROSPECTION_LISTS = frozenset(
+    {"types", "fields", "inputFields", "interfaces", "possibleTypes", "enumValues", "args"}
+)
+_META_FIELDS = {
+    "__schema": SchemaMetaFieldDef,
+    "__type": TypeMetaFieldDef,
+    "__typename": TypeNameMetaFieldDef,
+}
 
 
 def _is_list(type_: Any) -> bool:
@@ -57,16 +76,24 @@ def _is_list(type_: Any) -> bool:
 
 
 class CostLimit(ValidationRule):
-    """Refuse an operation whose cost (see the module docstring) is over `MAX_COST`."""
+    """Refuse an operation whose cost (see the module docstring) is over `MAX_COST`, or that
+    walks introspection's types recursively."""
 
     def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
         context: ValidationContext = self.context
-        schema = context.schema
-        root = schema.get_root_type(node.operation)
+        root = context.schema.get_root_type(node.operation)
         if root is None:
             return
-        cost = self._cost(node.selection_set, root, set())
-        if cost > MAX_COST:
+        self._recursive: str | None = None
+        cost = self._cost(node.selection_set, root, frozenset(), None, ())
+        if self._recursive is not None:
+            self.report_error(
+                GraphQLError(
+                    f"introspection may select {self._recursive} once on a path, not inside itself",
+                    node,
+                )
+            )
+        elif cost > MAX_COST:
             self.report_error(
                 GraphQLError(
                     f"the operation would cost {cost}, more than the limit of {MAX_COST}: "
@@ -75,32 +102,63 @@ class CostLimit(ValidationRule):
                 )
             )
 
-    def _cost(self, selections: SelectionSetNode | None, parent: Any, seen: set[str]) -> int:
+    def _cost(
+        self,
+        selections: SelectionSetNode | None,
+        parent: Any,
+        fragments: frozenset[str],
+        page: int | None,
+        expanded: tuple[str, ...],
+    ) -> int:
+        """The cost of `selections` on type `parent`; `page`: the page size a connection
+        field above asked for (its `edges` hold that many); `expanded`: the introspection
+        lists on the path."""
         if selections is None or parent is None or not hasattr(parent, "fields"):
             return 0
         total = 0
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
-                field = parent.fields.get(selection.name.value)
+                name = selection.name.value
+                if name in _INTROSPECTION_LISTS and parent.name.startswith("__"):
+                    if name in expanded:
+                        self._recursive = name
+                        return 0
+                    expanded_here = (*expanded, name)
+                else:
+                    expanded_here = expanded
+                field = _META_FIELDS.get(name) or parent.fields.get(name)
                 if field is None:
                     continue  # an unknown field: another rule reports it
-                inner = self._cost(selection.selection_set, get_named_type(field.type), seen)
-                many = self._page(selection) if _is_list(field.type) else 1
+                asked = self._page(selection)
+                many = (asked or page or DEFAULT_PAGE) if _is_list(field.type) else 1
+                if name.startswith("__") or parent.name.startswith("__"):
+                    many = 1  # introspection: bounded by the schema, and by `expanded`
+                inner_page = None if _is_list(field.type) else asked
+                inner = self._cost(
+                    selection.selection_set,
+                    get_named_type(field.type),
+                    fragments,
+                    inner_page,
+                    expanded_here,
+                )
                 total += 1 + many * inner
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.context.schema.get_type(condition.name.value) if condition else parent
-                total += self._cost(selection.selection_set, target, seen)
+                total += self._cost(selection.selection_set, target, fragments, page, expanded)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = self.context.get_fragment(name)
-                if fragment is None or name in seen:
+                if fragment is None or name in fragments:
                     continue  # unknown or cyclic: other rules report it
                 target = self.context.schema.get_type(fragment.type_condition.name.value)
-                total += self._cost(fragment.selection_set, target, seen | {name})
+                total += self._cost(
+                    fragment.selection_set, target, fragments | {name}, page, expanded
+                )
         return total
 
-    def _page(self, node: FieldNode) -> int:
+    def _page(self, node: FieldNode) -> int | None:
+        """The page size the field's own `first` or `limit` argument asks for, if any."""
         for argument in node.arguments or ():
             if argument.name.value in _PAGING_ARGUMENTS:
                 value = argument.value
@@ -108,7 +166,7 @@ class CostLimit(ValidationRule):
                     return max(int(value.value), 1)
                 if isinstance(value, VariableNode):
                     return MAX_PAGE
-        return DEFAULT_PAGE
+        return None
 
 
 def limits() -> list[Callable[[], SchemaExtension]]:

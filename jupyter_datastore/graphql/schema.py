@@ -5,7 +5,7 @@ keeps it equal to `sdl()`; `python -m jupyter_datastore.graphql` writes it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +13,7 @@ from typing import Any
 
 import strawberry
 from strawberry.tools import merge_types
+from strawberry.types.graphql import OperationType
 
 from . import documents, events, executions, kernels, server
 from .errors import with_codes
@@ -37,8 +38,29 @@ class CodedSchema(strawberry.Schema):
         """Not logged here (Strawberry logs each with a traceback): a refusal or a bad
         request is the caller's; `errors.coded` logs the server's own failures."""
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return with_codes(await super().execute(*args, **kwargs))
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> Any:
+        """One query or mutation (a subscription is refused here: it needs a WebSocket, and
+        Strawberry would run it as a query that cannot return anything)."""
+        allowed = set(allowed_operation_types or OperationType) - {OperationType.SUBSCRIPTION}
+        result = await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+            operation_extensions=operation_extensions,
+        )
+        return with_codes(result)
 
     async def stream(self, *args: Any, **kwargs: Any) -> Any:
         results = await super().stream(*args, **kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 from .events import event_handlers
 from .executions import ExecutionHandler, ExecutionInputHandler, ExecutionsHandler
 from .forks import ForkHandler, TimelineHandler, UndoRedoHandler
-from .graphql import GraphQLHandler, SchemaHandler
+from .graphql import GraphiQLStaticHandler, GraphQLHandler, SchemaHandler
 from .nbmodel import (
     KERNEL_ID,
     REQUEST_ID,
@@ -36,6 +36,7 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/openapi.json", OpenAPIHandler),
     (r"/api/datastore/graphql", GraphQLHandler),
     (r"/api/datastore/graphql/schema.graphql", SchemaHandler),
+    (r"/api/datastore/graphql/static/(?P<path>.*)", GraphiQLStaticHandler),
     (r"/api/datastore/state", StateHandler),
     (r"/api/datastore/state/refresh", StateRefreshHandler),
     (r"/api/datastore/state/subscribe", StateSubscribeHandler),

@@ -30,6 +30,13 @@ _CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_n
 
 class _Base(DatastoreHandler):
     auth_resource = "graphql"
+    _content_type = "application/json"
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        """APIHandler's `finish` makes every answer JSON; GraphiQL's page is HTML, the
+        schema plain text."""
+        kwargs.setdefault("set_content_type", self._content_type)
+        return super().finish(*args, **kwargs)
 
     @property
     def view(self) -> GraphQLView:
@@ -41,8 +48,6 @@ class _Base(DatastoreHandler):
 
 
 class GraphQLHandler(_Base):
-    _content_type = "application/json"
-
     async def get(self) -> None:
         if self.request.headers.get("Upgrade", "").lower() == "websocket":
             await self._subscriptions()  # type: ignore[misc]
@@ -76,11 +81,6 @@ class GraphQLHandler(_Base):
             self.xsrf_token  # noqa: B018 - sets the `_xsrf` cookie
         self.finish(answer.body)
 
-    def finish(self, *args: Any, **kwargs: Any) -> Any:
-        """APIHandler's `finish` makes every answer JSON; GraphiQL's page is HTML."""
-        kwargs.setdefault("set_content_type", self._content_type)
-        return super().finish(*args, **kwargs)
-
     @ws_authenticated
     async def _subscriptions(self) -> None:
         try:
@@ -104,10 +104,11 @@ class GraphQLHandler(_Base):
 
 
 class SchemaHandler(_Base):
+    _content_type = "text/plain; charset=utf-8"
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(sdl(self.view.schema))  # type: ignore[arg-type]
 
 

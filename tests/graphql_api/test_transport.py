@@ -12,6 +12,7 @@ import httpx
 import pytest
 import websockets
 from gql import gql
+from graphql import get_introspection_query
 from graphqls import GRAPHQL, LEGACY_WS, TRANSPORT_WS, query, ws_client
 from websockets.typing import Origin, Subprotocol
 
@@ -89,12 +90,15 @@ async def test_a_query_that_does_not_validate_is_refused_with_a_code(
     assert answer.get("data") is None
 
 
-async def test_depth_and_cost_are_limited(server: Any) -> None:
-    deep = "subscription { stateChanges { " + "changes { " * 11 + "key" + " }" * 12 + " }"
-    answer = await raw(server, deep)
-    assert codes(answer) and all(c == "invalid_query" for c in codes(answer))
-    costly = "{ " + " ".join(f"s{i}: status {{ version sessionId }}" for i in range(25)) + " }"
-    assert "errors" not in await raw(server, costly)  # 75: far below the limit
+async def test_introspection_works_but_may_not_recurse(server: Any) -> None:
+    """The query clients send to learn the schema is answered; one that walks the types'
+    fields recursively (its answer grows with every level) is refused before it runs."""
+    full = await raw(server, get_introspection_query(descriptions=True))
+    assert "errors" not in full and full["data"]["__schema"]["queryType"]["name"] == "Query"
+    recursive = "{ __schema { types { fields { type { fields { type { name } } } } } } }"
+    answer = await raw(server, recursive)
+    assert codes(answer) == ["invalid_query"] and "fields" in answer["errors"][0]["message"]
+    assert answer.get("data") is None
 
 
 async def raw(server: Any, text: str, method: str = "POST", **more: Any) -> dict[str, Any]:
@@ -228,3 +232,12 @@ async def test_a_subscription_that_does_not_validate_gets_a_coded_error(server: 
             answer["type"] == "next"
             and "kernels" in answer["payload"]["data"]["stateChanges"]["state"]
         )
+
+
+async def test_a_subscription_over_http_is_refused(server: Any) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        query = "subscription { stateChanges { state } }"
+        response = await http.post(GRAPHQL, json={"query": query})
+    assert response.status_code == 400
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["bad_request"]
