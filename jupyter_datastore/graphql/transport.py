@@ -37,6 +37,7 @@ from tornado.iostream import StreamClosedError
 
 from ..datastore import Datastore
 from ..protocol.frames import Outgoing
+from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 from .context import Caller
 from .ide import ide_page
 
@@ -200,6 +201,20 @@ class GraphQLView(AsyncBaseHTTPView[Any, HTTPAnswer, HTTPAnswer, Any, GraphQLSoc
         self.schema = schema
         self.datastore = datastore
         self.graphql_ide = "graphiql"
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON from a client (a body, `variables`, a WebSocket message), read as our REST
+        handlers read it: nesting deeper than `MAX_JSON_DEPTH` is refused before parsing,
+        and bytes that are not UTF-8 are not JSON (both as a JSONDecodeError, which
+        Strawberry answers 400 on HTTP and 4400 on a WebSocket)."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError(f"not UTF-8: {exc.reason}", "", exc.start) from exc
+        if json_depth_over(data, MAX_JSON_DEPTH):
+            raise json.JSONDecodeError(f"nests deeper than {MAX_JSON_DEPTH} levels", data, 0)
+        return json.loads(data)
 
     async def get_sub_response(self, request: Any) -> HTTPAnswer:
         return HTTPAnswer()

@@ -241,3 +241,21 @@ async def test_a_subscription_over_http_is_refused(server: Any) -> None:
         response = await http.post(GRAPHQL, json={"query": query})
     assert response.status_code == 400
     assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["bad_request"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xfe\xff not UTF-8",
+        b'{"query": "{ status { version } }", "variables": ' + b'{"a": ' * 200 + b"1" + b"}" * 201,
+        ('{"query": "{ status(x: ' + "[" * 3000 + "]" * 3000 + ') { version } }"}').encode(),
+    ],
+    ids=["not-utf8", "deep-json", "deep-query"],
+)
+async def test_hostile_bodies_are_refused_and_the_server_goes_on(server: Any, body: bytes) -> None:
+    headers = {"Authorization": f"token {server.token}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.post(GRAPHQL, content=body)
+        assert response.status_code in (200, 400), response.text
+        assert response.json()["errors"]
+    assert "errors" not in await query(server, "{ status { version } }")
