@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gql import Client, gql
+from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
@@ -36,7 +36,7 @@ async def query(
     """One operation over HTTP: `{"data": ...}` or `{"errors": [...], "data": ...}`."""
     async with http_client(server, token) as session:
         try:
-            data = await session.execute(gql(text), variable_values=variables)
+            data = await session.execute(GraphQLRequest(text, variable_values=variables))
         except TransportQueryError as exc:
             return {"errors": exc.errors or [], "data": exc.data}
     return {"data": data}

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ..errors import Unavailable
+from ..errors import BadRequest, DocumentError, NotFound, Unavailable
 from ..events.catalog import Emit, no_emit
 from ..rooms.room import Room, RoomSettings
 from ..store.base import Retention, Store
@@ -79,6 +79,20 @@ class Documents:
         self.sessions[name] = session
         return session.room
 
+    async def notebook_room(self, path: str) -> str:
+        """The room id of the notebook at `path` (a real path), its file given an id if it
+        has none yet: `BadRequest` for a path that names no notebook, `NotFound` when no
+        file is there."""
+        if not path.endswith(".ipynb"):
+            raise BadRequest(f"{path} is not a notebook (.ipynb)")
+        known = self.ids.file_id(path)
+        if known is not None and str(RoomId.notebook(known)) in self.sessions:
+            return str(RoomId.notebook(known))  # open: no need to look on disk
+        if not await self.io.exists(path):
+            raise NotFound(f"no notebook at {path}")
+        file_id, _ = self.ids.index(path)
+        return str(RoomId.notebook(file_id))
+
     def start(self) -> None:
         if self.watch_policy.interval > 0:
             self._watcher = asyncio.ensure_future(self._watch())
@@ -137,5 +151,7 @@ class Documents:
                     await session.check(verify=verify)
                 except Unavailable:
                     break  # gone away meanwhile: said once, by whoever watches it
+                except DocumentError as exc:  # a file half written, or broken, on disk
+                    log.warning("cannot merge %s from disk: %s", session.path, exc.detail)
                 except Exception:
                     log.exception("cannot check %s for changes on disk", session.path)

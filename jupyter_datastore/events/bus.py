@@ -40,8 +40,8 @@ import json
 import logging
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -59,6 +59,7 @@ from .faults import FaultReport
 from .outbox import Outbox
 
 __all__ = [
+    "MAX_EVENT_ID",
     "POSTED_BY",
     "SERVER_PREFIXES",
     "EventBus",
@@ -71,6 +72,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+MAX_EVENT_ID = 2**63 - 1
+"""The largest event id the store holds (an SQLite INTEGER)."""
 MAX_EVENT_SIZE = 1 << 20  # bytes of an event's data, as JSON
 _REPLAY_PAGE = 1000
 _ENCODED_KEPT = 4096  # recent events kept encoded for the subscribers still to send them
@@ -166,6 +169,12 @@ class EventFilter:
         return cls(
             frozenset(map(str, schema_ids)), frozenset(map(str, versions)), tuple(conditions)
         )
+
+    def with_schema_ids(self, schema_ids: Iterable[str]) -> EventFilter:
+        """This filter taking only `schema_ids` instead of its own, when any are given (the
+        `schema_id` parameters of GET /api/events, the `schemaIds` argument in GraphQL)."""
+        wanted = frozenset(schema_ids)
+        return replace(self, schema_ids=wanted) if wanted else self
 
     def accepts(self, event: StoredEvent) -> bool:
         if self.schema_ids and event.schema_id not in self.schema_ids:

@@ -41,7 +41,14 @@ from tornado.iostream import StreamClosedError
 
 from ..auth import Role
 from ..errors import BadRequest, DatastoreError, close_reason
-from ..events.bus import EventBus, EventFilter, Subscription, Visible, event_json
+from ..events.bus import (
+    MAX_EVENT_ID,
+    EventBus,
+    EventFilter,
+    Subscription,
+    Visible,
+    event_json,
+)
 from ..protocol.frames import Outgoing
 from ..store.base import Store, StoredEvent
 from .base import DatastoreHandler, authorized_to, read_json
@@ -59,7 +66,6 @@ __all__ = [
 MAX_REPLAY = 10_000
 MAX_CONTROL_MESSAGE = 1 << 16  # bytes of a message a subscriber may send
 MAX_BATCH_INTERVAL = 60.0
-MAX_EVENT_ID = 2**63 - 1  # the store's integer ids (SQLite INTEGER)
 
 
 def parse_since(raw: Any) -> int:
@@ -114,13 +120,11 @@ class EventsHandler(DatastoreHandler):
     async def get(self) -> None:
         since = parse_since(self.get_query_argument("since", "0"))
         raw = parse_filter_json(self.get_query_argument("filter", None))
-        schema_ids = self.get_query_arguments("schema_id")
-        if schema_ids:
-            raw = {**(raw or {}), "schema_ids": schema_ids}
+        event_filter = EventFilter.parse(raw).with_schema_ids(self.get_query_arguments("schema_id"))
         limit = parse_limit(self.get_query_argument("limit", "1000"))
         visible = self.datastore.views.visible_to(self.user_name)
         events = await self.datastore.events.replay(
-            since, EventFilter.parse(raw), limit=limit, visible=visible
+            since, event_filter, limit=limit, visible=visible
         )
         last = events[-1].id if events else since
         self.finish(json.dumps({"events": [event_json(e) for e in events], "last_id": last}))

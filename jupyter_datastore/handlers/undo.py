@@ -21,8 +21,6 @@ from tornado import web
 
 from ..auth import Role
 from ..documents.roomid import RoomId
-from ..errors import Forbidden, NotFound
-from ..rooms.undo import is_named
 from .base import DatastoreHandler, authorized_to
 from .query import whole_number
 
@@ -49,14 +47,8 @@ class _HistoryHandler(DatastoreHandler):
         steps = parse_steps(self.get_query_argument("steps", None))
         room_id = RoomId.parse(text)
         user = self.user_name
-        if user is None or not is_named(user):
-            raise Forbidden(
-                "undo and redo are per user, and this request names none (a shared token "
-                "identifies no one): sign in as a user"
-            )
-        room = self.datastore.rooms.opened(str(room_id))
-        if room is None:
-            raise NotFound(f"room {room_id} is not open (undo history lives in open rooms)")
+        room = self.datastore.rooms.history_room(str(room_id), user)
+        assert user is not None  # history_room refuses a request that names no one
         # Undoing is editing: a user demoted to viewer takes nothing back.
         self.require(self.path_of_room(room_id), Role.EDITOR, "redo" if redo else "undo")
         status = room.redo(user, steps) if redo else room.undo(user, steps)

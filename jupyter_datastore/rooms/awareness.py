@@ -102,5 +102,11 @@ class AwarenessTable:
                 removed.append(AwarenessEntry(client, entry.clock + 1, NULL_STATE))
         return encode_awareness_update(removed) if removed else None
 
+    def states_of(self, owner: object) -> list[Any]:
+        """The present states of the clients `owner` (a peer) introduced."""
+        clients = [client for client, (who, _) in self._owners.items() if who is owner]
+        entries = [self._entries[c] for c in clients if c in self._entries]
+        return [json.loads(e.state) for e in entries if not e.removed]
+
     def states(self) -> list[Any]:
         return [json.loads(e.state) for e in self._entries.values() if not e.removed]

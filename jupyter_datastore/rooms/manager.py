@@ -15,8 +15,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from ..errors import Forbidden, NotFound
 from ..events.catalog import PEER, Emit, no_emit
 from .room import Peer, Room
+from .undo import is_named
 
 __all__ = ["RoomManager"]
 
@@ -99,6 +101,19 @@ class RoomManager:
         if name in self._closing:
             return None
         return self.rooms.get(name)
+
+    def history_room(self, name: str, user: str | None) -> Room:
+        """The open room `name`, where `user`'s undo history lives: `Forbidden` for a request
+        that names no user (history is per user), `NotFound` when the room is not open."""
+        if user is None or not is_named(user):
+            raise Forbidden(
+                "undo and redo are per user, and this request names none (a shared token "
+                "identifies no one): sign in as a user"
+            )
+        room = self.opened(name)
+        if room is None:
+            raise NotFound(f"room {name} is not open (undo history lives in open rooms)")
+        return room
 
     def pin(self, room: Room) -> None:
         """Serve a room the server made itself; it stays open until the server stops."""

@@ -333,21 +333,26 @@ class Room:
             self._origin = previous
 
     @contextmanager
-    def document(self, origin: object = SERVER) -> Iterator[Doc[Any]]:
+    def document(self, origin: object = SERVER, *, user: str | None = None) -> Iterator[Doc[Any]]:
         """A live Y document to read or change, synchronously; changes are broadcast.
 
-        Changes made inside are attributed to `origin`, and are no one's undo steps. Do not
-        await inside the block: peers' updates must not interleave with a half-made change.
+        Changes made inside are attributed to `origin`, and are no one's undo steps, unless
+        `user` is given: then they are that user's own change, as if a client of theirs had
+        sent it (one of a named user's undo steps), broadcast to every peer. Do not await
+        inside the block: peers' updates must not interleave with a half-made change.
         """
+        author = self._author(user) if user is not None else None
         doc = self._live()
         self._doc_users += 1
         previous, self._origin = self._origin, origin
         try:
-            with doc.transaction():
+            with doc.transaction(origin=author):
                 yield doc
         finally:
             self._origin = previous
             self._doc_users -= 1
+            if author is not None:
+                self._settle(author.user)
             if not self._doc_users:
                 self._schedule_drop()
 
