@@ -148,6 +148,7 @@ class KernelRunner:
         policy: ExecutionPolicy,
         on_idle: Callable[[KernelRunner], None],
         emit: Emit = no_emit,
+        on_outputs: Callable[[str], None] = lambda execution_id: None,
     ) -> None:
         self.kernel_id = kernel_id
         self.kernels = kernels  # jupyter_server's MappingKernelManager
@@ -155,6 +156,8 @@ class KernelRunner:
         self.persist = persist
         self.policy = policy
         self.emit = emit
+        self.on_outputs = on_outputs
+        """Told the id of the running execution each time outputs reach its cell."""
         self.queue: deque[Job] = deque()
         self.current: _Run | None = None
         self._on_idle = on_idle
@@ -507,6 +510,7 @@ class KernelRunner:
                 updates.append(msg)
         if run is not None and mine:
             self._write(run, lambda cell: self._apply(run, cell, mine))
+            self.on_outputs(run.record.id)
         for msg in updates:
             self._update_elsewhere(msg)
 

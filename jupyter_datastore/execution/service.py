@@ -111,6 +111,8 @@ class Executor:
         self._stopping: set[asyncio.Task[None]] = set()
         self._collected: set[str] = set()  # results being handed out right now
         self.writer = RecordWriter(store, emit=emit, on_durable=self._durable)
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
+        """Who is told of each change of an execution (its status, its outputs), by id."""
 
     # --- life cycle ---
 
@@ -229,22 +231,73 @@ class Executor:
             raise
         for job in jobs:
             self.jobs[job.record.id] = job
-            self.emit(EXECUTION, execution_event("queued", job.record))
+            self._emit(EXECUTION, execution_event("queued", job.record))
         self._runner(kernel_id).submit(jobs)
 
-    async def get(self, execution_id: str) -> ExecutionRecord:
+    def live(self, execution_id: str) -> ExecutionRecord | None:
+        """The record of an execution the server holds in memory (queued, under way, or
+        just finished), with the outputs it has so far; None when only the store has it."""
         job = self.jobs.get(execution_id)
-        if job is not None:
-            record = job.record
-            runner = self.runners.get(record.kernel_id)
-            run = runner.current if runner is not None else None
-            if run is not None and run.job is job:
-                record.outputs = run.outputs.result()
+        if job is None:
+            return None
+        record = job.record
+        runner = self.runners.get(record.kernel_id)
+        run = runner.current if runner is not None else None
+        if run is not None and run.job is job:
+            record.outputs = run.outputs.result()
+        return record
+
+    def watch(self, execution_id: str, on_change: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_change` at each change of an execution: its status (as the execution
+        events tell it) and each batch of outputs it shows. Returns the call that stops it."""
+        watchers = self._watchers.setdefault(execution_id, [])
+        watchers.append(on_change)
+
+        def unwatch() -> None:
+            if on_change in watchers:
+                watchers.remove(on_change)
+            if not watchers and self._watchers.get(execution_id) is watchers:
+                del self._watchers[execution_id]
+
+        return unwatch
+
+    def _changed(self, execution_id: str) -> None:
+        for on_change in list(self._watchers.get(execution_id, ())):
+            try:
+                on_change()
+            except Exception:  # a watcher's failure is not the execution's
+                log.exception("a watcher of execution %s failed", execution_id)
+
+    def _emit(self, schema_id: str, data: dict[str, Any]) -> None:
+        """Emit an event; an execution's is told to its watchers too."""
+        self.emit(schema_id, data)
+        if schema_id == EXECUTION:
+            self._changed(str(data["execution_id"]))
+
+    async def get(self, execution_id: str) -> ExecutionRecord:
+        record = self.live(execution_id)
+        if record is not None:
             return record
         data = await self.store.get_execution(execution_id)
         if data is None:
             raise NotFound(f"no execution has id {execution_id}")
         return ExecutionRecord.from_stored(data)
+
+    async def get_for(
+        self, user: str | None, execution_id: str, needed: Role, operation: str
+    ) -> ExecutionRecord:
+        """The record for `user`, whose role on its notebook must be at least `needed`
+        (Forbidden). One who may not view the notebook is told it is not found, as for an
+        unknown id: a record does not tell its notebook's path to them. A record of no
+        notebook (code run on a kernel) is decided on the root."""
+        record = await self.get(execution_id)
+        path = record.path or ""
+        try:
+            self.authorize(user, path, Role.VIEWER, operation)
+        except Forbidden:
+            raise NotFound(f"no execution has id {execution_id}") from None
+        self.authorize(user, path, needed, operation)
+        return record
 
     async def find(
         self, *, path: str | None = None, kernel_id: str | None = None, limit: int = 1000
@@ -324,7 +377,8 @@ class Executor:
                 persist=self._persist,
                 policy=self.policy,
                 on_idle=self._runner_idle,
-                emit=self.emit,
+                emit=self._emit,
+                on_outputs=self._changed,
             )
         return runner
 

@@ -3,6 +3,7 @@
 Running code needs the `execute` permission on `kernels`, as a kernel connection does, and
 the runner role on the notebook (checked by the executor once it knows the notebook);
 reading records needs `read` and the viewer role; cancelling and answering input, runner.
+A record of a notebook the caller may not view is not found (`Executor.get_for`).
 """
 
 from __future__ import annotations
@@ -91,16 +92,18 @@ class ExecutionHandler(_Base):
     @web.authenticated
     @authorized
     async def get(self, execution_id: str) -> None:
-        record = await self.datastore.executor.get(execution_id)
-        self.require(record.path or "", Role.VIEWER, "read an execution")
+        executor = self.datastore.executor
+        record = await executor.get_for(
+            self.user_name, execution_id, Role.VIEWER, "read an execution"
+        )
         self.write_record(record)
 
     @web.authenticated
     @authorized_to("execute")
     async def delete(self, execution_id: str) -> None:
-        found = await self.datastore.executor.get(execution_id)
-        self.require(found.path or "", Role.RUNNER, "cancel an execution")
-        record = await self.datastore.executor.cancel(execution_id)
+        executor = self.datastore.executor
+        await executor.get_for(self.user_name, execution_id, Role.RUNNER, "cancel an execution")
+        record = await executor.cancel(execution_id)
         self.write_record(record, 200 if record.status == "cancelled" else 202)
 
 
@@ -111,6 +114,6 @@ class ExecutionInputHandler(_Base):
         value = self.get_json_object().get("value")
         if not isinstance(value, str):
             raise BadRequest('the body must be {"value": "<the answer>"}')
-        found = await self.datastore.executor.get(execution_id)
-        self.require(found.path or "", Role.RUNNER, "answer an input prompt")
-        self.write_record(await self.datastore.executor.answer(execution_id, value))
+        executor = self.datastore.executor
+        await executor.get_for(self.user_name, execution_id, Role.RUNNER, "answer an input prompt")
+        self.write_record(await executor.answer(execution_id, value))
