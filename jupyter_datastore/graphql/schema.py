@@ -16,6 +16,7 @@ from strawberry.tools import merge_types
 from strawberry.types.graphql import OperationType
 
 from . import documents, events, executions, kernels, server
+from .authorize import Authorized
 from .errors import with_codes
 from .limits import limits
 
@@ -78,7 +79,7 @@ def make_schema() -> strawberry.Schema:
         query=_root("Query"),
         mutation=_root("Mutation"),
         subscription=_root("Subscription"),
-        extensions=limits(),
+        extensions=[*limits(), Authorized],
     )
 
 
