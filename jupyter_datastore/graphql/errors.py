@@ -27,6 +27,8 @@ INVALID_QUERY = "invalid_query"
 def coded(error: GraphQLError) -> GraphQLError:
     """`error` with its code (see the module docstring)."""
     original = error.original_error
+    if "code" in (error.extensions or {}):  # coded already (a result shared: sharing.py)
+        return error
     if original is None:  # a syntax or validation error: the query's own fault
         code, status, message = INVALID_QUERY, 400, error.message
     elif isinstance(original, GraphQLError):  # raised by our resolvers with a code already

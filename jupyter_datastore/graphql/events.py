@@ -27,6 +27,7 @@ from ..store.base import StoredEvent
 from .context import Caller, Info
 from .limits import page_size
 from .paging import Connection, Edge, PageInfo
+from .sharing import Shared, SharedPayloads
 from .streams import SlowSubscriber
 
 __all__ = ["Event", "Mutation", "Notification", "Query", "Subscription"]
@@ -45,7 +46,7 @@ class TooFarBehind(DatastoreError):
 @strawberry.type(
     description="One event of the server's durable event log (as GET /api/events gives it)."
 )
-class Event:
+class Event(Shared):
     id: strawberry.ID = strawberry.field(
         description="Its place in the log: a whole number as text; ids only grow."
     )
@@ -60,6 +61,12 @@ class Event:
 
 
 def _event(event: StoredEvent) -> Event:
+    """The payload of a stored event: the same object for every subscriber (its results
+    are computed once for all who run the same operation: `sharing.py`)."""
+    return _EVENTS.get(event.id, event)
+
+
+def _make_event(event: StoredEvent) -> Event:
     data = {key: value for key, value in event.data.items() if key != POSTED_BY}
     poster = event.data.get(POSTED_BY)
     name = poster.get("username") if isinstance(poster, dict) else None
@@ -71,6 +78,9 @@ def _event(event: StoredEvent) -> Event:
         data=JSON(data),
         posted_by=name if isinstance(name, str) else None,
     )
+
+
+_EVENTS: SharedPayloads[int, Event] = SharedPayloads(_make_event)
 
 
 @strawberry.type(

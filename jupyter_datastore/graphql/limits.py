@@ -17,15 +17,19 @@ GraphiQL and other clients send to learn the schema does not need more.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
+    ASTValidationRule,
+    DocumentNode,
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
     GraphQLList,
     GraphQLNonNull,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
@@ -34,23 +38,19 @@ from graphql import (
     ValidationRule,
     VariableNode,
     get_named_type,
+    parse,
+    validate,
 )
 from graphql.type.introspection import (
     SchemaMetaFieldDef,
     TypeMetaFieldDef,
     TypeNameMetaFieldDef,
 )
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 
 from ..errors import BadRequest
 
-__all__ = ["DEFAULT_PAGE", "MAX_COST", "MAX_DEPTH", "MAX_PAGE", "limits", "page_size"]
+__all__ = ["DEFAULT_PAGE", "MAX_COST", "MAX_DEPTH", "MAX_PAGE", "Limits", "page_size"]
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -169,14 +169,47 @@ class CostLimit(ValidationRule):
         return None
 
 
-def limits() -> list[Callable[[], SchemaExtension]]:
-    """The limiters, as factories: Strawberry makes a fresh extension per operation."""
-    return [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules([CostLimit]),
-    ]
+_RULES = (
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    CostLimit,
+)
+"""The validation rules, made once: the same rules for every operation let the validation
+of a query text be cached, as its parse is."""
+CACHED_QUERIES = 256
+
+
+@lru_cache(maxsize=CACHED_QUERIES)
+def _parse(query: str, max_tokens: int) -> DocumentNode:
+    return parse(query, max_tokens=max_tokens)
+
+
+@lru_cache(maxsize=CACHED_QUERIES)
+def _validate(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    return validate(schema, document, rules)
+
+
+class Limits(SchemaExtension):
+    """The limits of every operation, checked when it is parsed and validated; the parse
+    and the validation of a query text are kept (the last `CACHED_QUERIES`): a text sent
+    again, as polls and subscriptions do, is neither parsed nor validated again. One
+    extension, not one per limit: Strawberry asks each extension for its results at every
+    result a subscription sends."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.graphql_document = _parse(context.query or "", MAX_TOKENS)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        rules = (*context.validation_rules, *_RULES)
+        context.pre_execution_errors = _validate(
+            context.schema._schema, context.graphql_document, rules
+        )
+        yield
 
 
 def page_size(value: int | None, name: str = "first") -> int:

@@ -18,7 +18,8 @@ from strawberry.types.graphql import OperationType
 from . import documents, events, executions, kernels, server
 from .authorize import Authorized
 from .errors import with_codes
-from .limits import limits
+from .limits import Limits
+from .sharing import SharingExecutor
 
 __all__ = ["SDL_PATH", "make_schema", "sdl"]
 
@@ -79,7 +80,8 @@ def make_schema() -> strawberry.Schema:
         query=_root("Query"),
         mutation=_root("Mutation"),
         subscription=_root("Subscription"),
-        extensions=[*limits(), Authorized],
+        extensions=[Limits, Authorized],
+        execution_context_class=SharingExecutor,
     )
 
 

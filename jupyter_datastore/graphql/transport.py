@@ -36,10 +36,10 @@ from strawberry.schema import BaseSchema
 from tornado.iostream import StreamClosedError
 
 from ..datastore import Datastore
-from ..protocol.frames import Outgoing
 from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 from .context import Caller
 from .ide import ide_page
+from .sharing import FrameCache
 
 __all__ = [
     "MAX_MESSAGE",
@@ -160,6 +160,7 @@ class TornadoWebSocket(AsyncWebSocketAdapter):
     def __init__(self, view: GraphQLView, request: Any, ws: GraphQLSocket) -> None:
         super().__init__(view)  # type: ignore[arg-type]
         self.ws = ws
+        self.frames = view.frames
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
@@ -180,7 +181,7 @@ class TornadoWebSocket(AsyncWebSocketAdapter):
         socket = self.ws.socket
         if socket.closed:
             raise WebSocketDisconnected
-        socket.send(Outgoing(json.dumps(message).encode(), text=True))
+        socket.send(self.frames.outgoing(message))
 
     async def close(self, code: int, reason: str) -> None:
         self.ws.socket.close(code, reason)
@@ -201,6 +202,7 @@ class GraphQLView(AsyncBaseHTTPView[Any, HTTPAnswer, HTTPAnswer, Any, GraphQLSoc
         self.schema = schema
         self.datastore = datastore
         self.graphql_ide = "graphiql"
+        self.frames = FrameCache()
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from a client (a body, `variables`, a WebSocket message), read as our REST

@@ -504,3 +504,30 @@ async def test_a_notification_arrives_live_on_its_recipients_subscription_only(s
         await notify(server, ["bob"], "live again")
         live = (await next_result(bobs))["notifications"]
         assert live["notification"]["message"] == "live again"
+
+
+async def test_subscribers_with_the_same_operation_share_results_not_views(server) -> None:
+    """alice, bob and mallory run the very same subscription (its results are computed once
+    per event for all of them: graphql/sharing.py): each still gets only their own view."""
+    mark = await last_event_id(server)
+    received: dict[str, list[dict[str, Any]]] = {}
+    async with (
+        subscription(server, "alice", EVENTS_LIVE, since=str(mark)) as alices,
+        subscription(server, "bob", EVENTS_LIVE, since=str(mark)) as bobs,
+        subscription(server, "mallory", EVENTS_LIVE, since=str(mark)) as mallorys,
+    ):
+        streams = {"alice": alices, "bob": bobs, "mallory": mallorys}
+        firsts = {user: asyncio.ensure_future(next_result(s)) for user, s in streams.items()}
+        private = await post_rest(server, "alice", {"status": "failed", "path": "private.ipynb"})
+        shared = await post_rest(server, "alice", {"status": "ok", "path": "shared.ipynb"})
+        sentinel = await notify(server, ["alice", "bob", "mallory"], "the end")
+        for user, stream in streams.items():
+            got = [(await firsts[user])["events"]]
+            while int(got[-1]["id"]) != sentinel:
+                got.append((await next_result(stream))["events"])
+            received[user] = got
+    ids = {user: [int(e["id"]) for e in got] for user, got in received.items()}
+    assert ids["alice"] == [private["__id__"], shared["__id__"], sentinel]
+    assert ids["bob"] == [shared["__id__"], sentinel]
+    assert ids["mallory"] == [sentinel]
+    assert received["bob"][0] == received["alice"][1]  # the same result, as computed once
