@@ -5,8 +5,7 @@ keeps it equal to `sdl()`; `python -m jupyter_datastore.graphql` writes it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
-from contextlib import aclosing
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,7 +16,7 @@ from strawberry.types.graphql import OperationType
 
 from . import documents, events, executions, kernels, server
 from .authorize import Authorized
-from .errors import with_codes
+from .errors import coded, with_codes
 from .limits import Limits
 from .sharing import SharingExecutor
 
@@ -33,12 +32,15 @@ def _root(name: str) -> Any:
 
 
 class CodedSchema(strawberry.Schema):
-    """Every result it gives has its errors coded (`errors.py`): a query's or mutation's,
-    and each of a subscription's (the WebSocket protocols format errors themselves)."""
+    """Every result it gives has its errors coded (`errors.py`): Strawberry hands each
+    result's errors (a query's, a mutation's, each of a subscription's) to
+    `process_errors` before the result goes out, as the very list the result holds."""
 
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
-        """Not logged here (Strawberry logs each with a traceback): a refusal or a bad
-        request is the caller's; `errors.coded` logs the server's own failures."""
+        """Coded in place, and not logged here (Strawberry logs each with a traceback): a
+        refusal or a bad request is the caller's; `errors.coded` logs the server's own
+        failures."""
+        errors[:] = [coded(error) for error in errors]
 
     async def execute(
         self,
@@ -62,17 +64,7 @@ class CodedSchema(strawberry.Schema):
             allowed_operation_types=allowed,
             operation_extensions=operation_extensions,
         )
-        return with_codes(result)
-
-    async def stream(self, *args: Any, **kwargs: Any) -> Any:
-        results = await super().stream(*args, **kwargs)
-
-        async def coded() -> AsyncGenerator[Any, None]:
-            async with aclosing(results):
-                async for result in results:
-                    yield with_codes(result)
-
-        return coded()
+        return with_codes(result)  # errors Strawberry did not hand to process_errors
 
 
 def make_schema() -> strawberry.Schema:
