@@ -1,11 +1,12 @@
 """Events: POST /api/events to 100 subscribers of /api/events/subscribe, on both servers.
 
 The same load on each: subscriber processes hold the WebSockets (jupyter_server's firehose
-on the anchor, ours unfiltered), and the caller POSTs events of jupyter_server's own
-`contents_service` schema (registered on both servers) whose `path` carries the phase, a
-sequence number and the send time, `bench/<phase>/<seq>/<monotonic ns>`. A subscriber reads
-each frame as JSON and takes the latency from that path; CLOCK_MONOTONIC is system wide on
-Linux, so the stamps compare across processes.
+on the anchor, ours unfiltered), and the caller POSTs events whose `path` carries the
+phase, a sequence number and the send time, `bench/<phase>/<seq>/<monotonic ns>` (under
+jupyter_server's own `contents_service` schema on the anchor; ours takes no client events
+under the server's schemas, so under one the benchmark registers, of the same shape). A
+subscriber reads each frame as JSON and takes the latency from that path; CLOCK_MONOTONIC
+is system wide on Linux, so the stamps compare across processes.
 
 Phases: a warm-up; `sequential`, one POST at a time (each answered before the next is
 sent); `concurrent`, `in_flight` POSTs at a time, which saturates the server. For each:
@@ -30,11 +31,35 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from fanout import percentile
 from servers import CpuWatch, Server, quiesce
 
 SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+"""What the anchor takes from clients: one of jupyter_server's own schemas."""
+OURS = "https://example.org/benchmarks/bench_event/v1"
+"""Ours refuses events posted under the server's schemas: a schema registered for it."""
+OURS_SCHEMA = {
+    "$id": OURS,
+    "version": "1",
+    "type": "object",
+    "properties": {"action": {"type": "string"}, "path": {"type": "string"}},
+    "required": ["path"],
+}
+
+
+def schema_for(server: Server) -> str:
+    """The schema events are posted under on `server` (registered first on ours)."""
+    if server.name != "ours":
+        return SCHEMA
+    headers = {"Authorization": f"token {server.endpoint.token}"}
+    url = server.endpoint.url + "/api/events/schemas"
+    response = httpx.post(url, json=OURS_SCHEMA, headers=headers, timeout=30)
+    response.raise_for_status()
+    return OURS
+
+
 PREFIX = "bench/"
 
 
@@ -54,15 +79,55 @@ class Load:
 # --- subscribers (in their own processes) ---
 
 
-def subscriber_process(url: str, token: str, count: int, conn: Connection) -> None:
-    asyncio.run(_subscribers(url, token, count, conn))
+def subscriber_process(url: str, token: str, count: int, conn: Connection, kind: str) -> None:
+    asyncio.run(_subscribers(url, token, count, conn, kind))
+
+
+GRAPHQL_SUBSCRIPTION = json.dumps(
+    {
+        "type": "subscribe",
+        "id": "1",
+        "payload": {"query": f'subscription {{ events(schemaIds: ["{OURS}"]) {{ data }} }}'},
+    }
+)
+
+
+async def _connect(url: str, token: str, kind: str) -> ClientConnection:
+    """One subscription socket: our events socket (`rest`), or a GraphQL `events`
+    subscription over graphql-transport-ws (`graphql`), subscribed once this returns."""
+    headers = {"Authorization": f"token {token}"}
+    base = url.replace("http", "ws", 1)
+    if kind == "rest":
+        return await connect(
+            base + "/api/events/subscribe", additional_headers=headers, max_size=None
+        )
+    ws = await connect(
+        base + "/api/datastore/graphql",
+        additional_headers=headers,
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        max_size=None,
+    )
+    await ws.send(json.dumps({"type": "connection_init"}))
+    if json.loads(await ws.recv()).get("type") != "connection_ack":
+        raise RuntimeError("the GraphQL socket was not acknowledged")
+    await ws.send(GRAPHQL_SUBSCRIPTION)
+    return ws
+
+
+def _path_of(frame: str | bytes, kind: str) -> Any:
+    message = json.loads(frame)
+    if kind == "rest":
+        return message.get("path")
+    data = ((message.get("payload") or {}).get("data") or {}).get("events") or {}
+    return (data.get("data") or {}).get("path")
 
 
 class _Subscriber:
     """One subscription socket: per phase, the latency of each event it got."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, kind: str) -> None:
         self.ws = ws
+        self.kind = kind
         self.latencies: dict[str, dict[int, int]] = {}
         self.last_ns: dict[str, int] = {}
         self.frames = 0
@@ -73,7 +138,7 @@ class _Subscriber:
             async for frame in self.ws:
                 now = time.monotonic_ns()
                 self.frames += 1
-                path = json.loads(frame).get("path")
+                path = _path_of(frame, self.kind)
                 if not isinstance(path, str) or not path.startswith(PREFIX):
                     continue
                 _, phase, seq, sent = path.split("/")
@@ -85,13 +150,9 @@ class _Subscriber:
             self.close_code = self.ws.close_code if self.ws.close_code is not None else 1006
 
 
-async def _subscribers(url: str, token: str, count: int, conn: Connection) -> None:
-    ws_url = url.replace("http", "ws", 1) + "/api/events/subscribe"
-    headers = {"Authorization": f"token {token}"}
-    sockets = await asyncio.gather(
-        *(connect(ws_url, additional_headers=headers, max_size=None) for _ in range(count))
-    )
-    subscribers = [_Subscriber(ws) for ws in sockets]
+async def _subscribers(url: str, token: str, count: int, conn: Connection, kind: str) -> None:
+    sockets = await asyncio.gather(*(_connect(url, token, kind) for _ in range(count)))
+    subscribers = [_Subscriber(ws, kind) for ws in sockets]
     tasks = [asyncio.create_task(s.read()) for s in subscribers]
     conn.send(("ready", count))
     loop = asyncio.get_running_loop()
@@ -130,7 +191,9 @@ async def _subscribers(url: str, token: str, count: int, conn: Connection) -> No
 # --- the poster (in the caller's process) ---
 
 
-async def post(server: Server, phase: str, count: int, in_flight: int) -> dict[str, Any]:
+async def post(
+    server: Server, schema: str, phase: str, count: int, in_flight: int
+) -> dict[str, Any]:
     """POST `count` events, `in_flight` at a time: the first send and the POSTs' timings."""
     next_seq = iter(range(count))
     durations = array("q")
@@ -145,7 +208,7 @@ async def post(server: Server, phase: str, count: int, in_flight: int) -> dict[s
             for seq in next_seq:
                 sent = time.monotonic_ns()
                 data = {"action": "get", "path": f"{PREFIX}{phase}/{seq}/{sent}"}
-                body = {"schema_id": SCHEMA, "version": "1", "data": data}
+                body = {"schema_id": schema, "version": "1", "data": data}
                 response = await http.post("/api/events", json=body)
                 durations.append(time.monotonic_ns() - sent)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
@@ -190,8 +253,9 @@ def _phase(
     timeout = load.drain_timeout + count / 20  # the POSTs themselves take a while
     for conn, _ in conns:
         conn.send(("expect", phase, count, timeout))
+    schema = schema_for(server)  # registered again on ours: the same answers 200
     watch = CpuWatch({"server": [server.pid], "loadgen": [p.pid for _, p in conns]})
-    posted = asyncio.run(post(server, phase, count, in_flight))
+    posted = asyncio.run(post(server, schema, phase, count, in_flight))
     results = [_receive(c, p, timeout + 60, f"{phase} deliveries") for c, p in conns]
     used = watch.stop()
     latencies = array("q")
@@ -238,8 +302,9 @@ def _phase(
     }
 
 
-def run(server: Server, load: Load, idle: list[Server]) -> dict[str, Any]:
-    """The warm-up and both phases on `server`; `idle` are servers that must be quiet too."""
+def run(server: Server, load: Load, idle: list[Server], kind: str = "rest") -> dict[str, Any]:
+    """The warm-up and both phases on `server`; `idle` are servers that must be quiet too.
+    `kind`: the subscribers' sockets, the events socket (`rest`) or GraphQL's (`graphql`)."""
     ctx = mp.get_context("spawn")
     processes: list[Any] = []
     conns: list[tuple[Connection, Any]] = []
@@ -248,7 +313,7 @@ def run(server: Server, load: Load, idle: list[Server]) -> dict[str, Any]:
     try:
         for count in per_process:
             parent, child = ctx.Pipe()
-            args = (server.endpoint.url, server.endpoint.token, count, child)
+            args = (server.endpoint.url, server.endpoint.token, count, child, kind)
             process = ctx.Process(target=subscriber_process, args=args)
             process.start()
             processes.append(process)

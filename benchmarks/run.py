@@ -44,7 +44,7 @@ from servers import Server
 
 RESULTS = servers.HERE / "results"
 PARTS = ("fanout", "open", "memory", "execution", "events", "state", "durability")
-ON_THEIR_OWN = ("panel", "lab_load", "gateway", "supernode")
+ON_THEIR_OWN = ("panel", "lab_load", "gateway", "supernode", "graphql")
 """Parts reported on their own, each run only when named."""
 T = TypeVar("T")
 
@@ -522,7 +522,7 @@ def main() -> None:
         action="append",
         choices=(*PARTS, *ON_THEIR_OWN),
         help="run only this part (repeatable); default: all of them (panel, lab_load, "
-        "gateway, supernode: only when named)",
+        "gateway, supernode, graphql: only when named)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
@@ -533,6 +533,11 @@ def main() -> None:
         parts.discard("gateway")
         if not parts:
             return
+    if "graphql" in parts:  # GraphQL against REST on one server of ours: on its own
+        import graphql_api
+
+        graphql_api.report(graphql_api.run(args.quick))
+        parts.discard("graphql")
     if "supernode" in parts:  # a cold open through an upstream against a local one: on its own
         import supernode
 
