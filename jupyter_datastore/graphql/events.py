@@ -322,6 +322,17 @@ class Mutation:
         return id
 
 
+def _ended(closed: str | None, limit: int, what: str) -> None:
+    """Why a feed of the bus (or of notifications) stopped, as the error that ends the
+    subscription: too far behind, or the server stopping."""
+    if closed == "overflow":
+        raise SlowSubscriber(
+            f"more than {limit} {what} waited for this subscriber: subscribe again with since"
+        )
+    if closed == "stopped":
+        raise Unavailable("the server is stopping")
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -357,13 +368,7 @@ class Subscription:
             while events := await subscription.next():
                 for event in events:
                     yield _event(event)
-            if subscription.closed == "overflow":
-                raise SlowSubscriber(
-                    f"more than {subscription.limit} events waited for this subscriber: "
-                    "subscribe again with since"
-                )
-            if subscription.closed == "stopped":
-                raise Unavailable("the server is stopping")
+            _ended(subscription.closed, subscription.limit, "events")
         finally:
             bus.unsubscribe(subscription)
 
@@ -407,12 +412,6 @@ class Subscription:
                         yield _changed(item)
                     elif str(item["id"]) not in resumed:
                         yield _created(item)
-            if feed.closed == "overflow":
-                raise SlowSubscriber(
-                    f"more than {feed.limit} notifications waited for this subscriber: "
-                    "subscribe again with since"
-                )
-            if feed.closed == "stopped":
-                raise Unavailable("the server is stopping")
+            _ended(feed.closed, feed.limit, "notifications")
         finally:
             service.close_feed(feed)

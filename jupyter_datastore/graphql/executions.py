@@ -9,14 +9,14 @@ import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import strawberry
 from strawberry.scalars import JSON
 
 from ..auth import Role
 from ..errors import BadRequest
-from ..execution.records import ExecutionRecord
+from ..execution.records import ExecutionRecord, Status
 from ..execution.service import ExecuteRequest
 from .context import Caller, Info
 from .limits import page_size
@@ -25,16 +25,7 @@ from .streams import Pipe
 
 __all__ = ["Mutation", "Query", "Subscription"]
 
-STATUSES = (
-    "queued",
-    "running",
-    "awaiting_input",
-    "ok",
-    "error",
-    "cancelled",
-    "interrupted",
-    "lost",
-)
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 @strawberry.type(description="The exception a failed cell raised.")

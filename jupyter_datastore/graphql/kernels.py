@@ -211,6 +211,19 @@ def _require_spec(caller: Caller, name: str) -> None:
         raise NotFound(f"no kernel spec named {name!r}")
 
 
+async def _use_kernel(caller: Caller, id: strawberry.ID, action: str) -> str:
+    """Call the kernel manager's `action` (interrupt_kernel, restart_kernel,
+    shutdown_kernel) on a kernel the caller may use; its id."""
+    kernel_id = _check_id(str(id), "kernel")
+    await _require_on_kernel(caller, kernel_id, Role.RUNNER, "use a kernel")
+    manager = caller.datastore.services.kernels
+    try:
+        await ensure_async(getattr(manager, action)(kernel_id))
+    except KeyError:
+        raise NotFound(f"no kernel {kernel_id}") from None
+    return kernel_id
+
+
 def _check_id(value: str, what: str) -> str:
     if not value or len(value) > 200:
         raise BadRequest(f"a {what} id must be 1 to 200 characters")
@@ -312,42 +325,21 @@ class Mutation:
         description="Interrupt a kernel (runner on every notebook it serves); true when sent."
     )
     async def interrupt_kernel(self, info: Info, id: strawberry.ID) -> bool:
-        caller = info.context
-        kernel_id = _check_id(str(id), "kernel")
-        await _require_on_kernel(caller, kernel_id, Role.RUNNER, "use a kernel")
-        manager = caller.datastore.services.kernels
-        try:
-            await ensure_async(manager.interrupt_kernel(kernel_id))
-        except KeyError:
-            raise NotFound(f"no kernel {kernel_id}") from None
+        await _use_kernel(info.context, id, "interrupt_kernel")
         return True
 
     @strawberry.mutation(
         description="Restart a kernel (runner on every notebook it serves); the kernel after."
     )
     async def restart_kernel(self, info: Info, id: strawberry.ID) -> Kernel:
-        caller = info.context
-        kernel_id = _check_id(str(id), "kernel")
-        await _require_on_kernel(caller, kernel_id, Role.RUNNER, "use a kernel")
-        manager = caller.datastore.services.kernels
-        try:
-            await manager.restart_kernel(kernel_id)
-        except KeyError:
-            raise NotFound(f"no kernel {kernel_id}") from None
-        return await _kernel_seen(caller, kernel_id)
+        kernel_id = await _use_kernel(info.context, id, "restart_kernel")
+        return await _kernel_seen(info.context, kernel_id)
 
     @strawberry.mutation(
         description="Shut a kernel down (runner on every notebook it serves); true when done."
     )
     async def shutdown_kernel(self, info: Info, id: strawberry.ID) -> bool:
-        caller = info.context
-        kernel_id = _check_id(str(id), "kernel")
-        await _require_on_kernel(caller, kernel_id, Role.RUNNER, "use a kernel")
-        manager = caller.datastore.services.kernels
-        try:
-            await ensure_async(manager.shutdown_kernel(kernel_id))
-        except KeyError:
-            raise NotFound(f"no kernel {kernel_id}") from None
+        await _use_kernel(info.context, id, "shutdown_kernel")
         return True
 
     @strawberry.mutation(
