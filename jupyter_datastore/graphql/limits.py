@@ -1,6 +1,7 @@
 """What one GraphQL operation may ask for: nesting depth, aliases, tokens and cost.
 
-Depth, aliases and tokens are Strawberry's own limiters. The cost is ours: each field
+Depth and aliases are Strawberry's own validation rules, tokens graphql-core's parser
+limit. The cost is ours: each field
 selected costs 1, and what is selected inside a list is counted once per item the list may
 hold: its `first` or `limit` argument (or its connection's: a connection's `edges` hold
 what the field above asked for) when written in the query, `MAX_PAGE` when it is a variable
