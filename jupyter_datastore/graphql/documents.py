@@ -81,6 +81,10 @@ class Cell:
     source: str
     outputs: JSON = strawberry.field(description="The outputs, as nbformat writes them.")
     execution_count: int | None
+    execution_state: str | None = strawberry.field(
+        description="A code cell's state in the open document: running (its run is under "
+        "way: JupyterLab shows [*]) or idle; null when read from the file."
+    )
     metadata: JSON
 
 
@@ -157,13 +161,14 @@ def _number(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _cell(cell: dict[str, Any]) -> Cell:
+def _cell(cell: dict[str, Any], execution_state: Any = None) -> Cell:
     return Cell(
         id=str(cell.get("id", "")),
         cell_type=str(cell.get("cell_type", "code")),
         source=str(cell.get("source", "")),
         outputs=cell.get("outputs", []),
         execution_count=_number(cell.get("execution_count")),
+        execution_state=execution_state if isinstance(execution_state, str) else None,
         metadata=cell.get("metadata", {}),
     )
 
@@ -434,14 +439,17 @@ class Query:
         real = _notebook_path(caller, path, Role.VIEWER, "read")
         name = _known_room(datastore, real)
         room = _open_room(datastore, name) if name is not None else None
+        states: dict[str, Any] = {}  # transient: not in the content a file gets
         if room is not None:
             with room.document() as doc:
                 content = _NOTEBOOK.read(doc)
+                states = {
+                    _cell_id(c): c.get("execution_state") for c in _cells(doc) if isinstance(c, Map)
+                }
         else:
             content = (await datastore.io.read(real, _NOTEBOOK)).content
-        return Notebook(
-            path=real, live=room is not None, cells=[_cell(c) for c in content["cells"]]
-        )
+        cells = [_cell(c, states.get(str(c.get("id", "")))) for c in content["cells"]]
+        return Notebook(path=real, live=room is not None, cells=cells)
 
     @strawberry.field(description="The forks of a document (of each kind it was opened as).")
     def forks(self, info: Info, path: str) -> list[Fork]:

@@ -110,6 +110,9 @@ async def test_a_run_is_followed_live_until_it_finishes_with_its_output(server: 
     assert "".join(cell["outputs"][0]["text"]) == "one\ntwo\n"
 
 
+CELL_STATES = "query ($path: String!) { notebook(path: $path) { cells { id executionState } } }"
+
+
 async def test_input_is_asked_in_progress_and_answered(server: Any) -> None:
     code = "print('before', flush=True)\nname = input('name? ')\nprint('hello', name)"
     write_notebook(server.root / "ask.ipynb", notebook(code_cell(code, "ask")))
@@ -121,6 +124,8 @@ async def test_input_is_asked_in_progress_and_answered(server: Any) -> None:
             updates.append(now)
             if now["status"] == "awaiting_input" and "before" in text_of(now["outputs"]):
                 assert now["pendingInput"] == {"prompt": "name? ", "password": False}
+                cells = await query(server, CELL_STATES, {"path": "ask.ipynb"})
+                assert cells["data"]["notebook"]["cells"][0]["executionState"] == "running"
                 answered = await query(server, ANSWER, {"id": queued["id"], "value": "Ada"})
                 assert answered["data"]["answerInput"]["status"] == "running"
     last = updates[-1]
