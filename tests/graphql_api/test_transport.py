@@ -268,3 +268,22 @@ async def test_hostile_bodies_are_refused_and_the_server_goes_on(server: Any, bo
         assert response.status_code in (200, 400), response.text
         assert response.json()["errors"]
     assert "errors" not in await query(server, "{ status { version } }")
+
+
+async def test_a_user_with_no_role_gets_the_endpoint_and_nothing_private(
+    roles_server: Any,
+) -> None:
+    """mallory (no role anywhere) may use the endpoint: the schema, the server's version;
+    lists come back empty of what she may not see."""
+    from roles import TOKENS
+
+    token = TOKENS["mallory"]
+    headers = {"Authorization": f"token {token}"}
+    async with httpx.AsyncClient(base_url=roles_server.url, headers=headers) as http:
+        schema = await http.get(GRAPHQL + "/schema.graphql")
+    assert schema.status_code == 200 and "type Query" in schema.text
+    answer = await query(
+        roles_server, "{ status { version } sessions { id } documents { path } }", token=token
+    )
+    assert "errors" not in answer
+    assert answer["data"]["sessions"] == [] and answer["data"]["documents"] == []
