@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from yclient import until
 
-from jupyter_datastore.errors import NotFound
+from jupyter_datastore.errors import Forbidden, NotFound
 from jupyter_datastore.rooms import Room, RoomManager, RoomOwner
 
 from .test_room import RecordingPeer
@@ -127,4 +127,16 @@ async def test_rooms_the_server_makes_are_pinned_or_adopted() -> None:
         manager.adopt(Room("timeline"))
     await until(lambda: "timeline" not in manager.rooms, what="the adopted room freed")
     assert manager.rooms["state"] is pinned  # pinned: never freed while the server runs
+    await manager.stop()
+
+
+async def test_undo_history_is_found_only_in_an_open_room_and_for_a_named_user() -> None:
+    manager = RoomManager(Opener(), idle_timeout=60)
+    with pytest.raises(NotFound, match="not open"):
+        manager.history_room("a", "alice")
+    room = await manager.join("a", RecordingPeer())
+    assert manager.history_room("a", "alice") is room
+    for nobody in (None, "8c4f2b0e9a1d4c7f8e6b5a4d3c2b1a09"):  # a shared token names no one
+        with pytest.raises(Forbidden, match="per user"):
+            manager.history_room("a", nobody)
     await manager.stop()

@@ -287,3 +287,21 @@ async def test_a_change_with_nothing_to_undo_keeps_nothing_live() -> None:
     await until(lambda: not room.live, timeout=5, what="the live document dropped")
     assert not room.undo_status("alice").can_undo
     await room.close()
+
+
+async def test_a_change_the_server_makes_for_a_user_is_one_of_their_steps() -> None:
+    """`document(user=...)`: as a client of theirs had sent it (GraphQL's edits): undone by
+    their undo, not by anyone else's, and sent to every peer."""
+    room = Room(ROOM, settings=STEP_EACH)
+    alice, bob = RecordingPeer(), RecordingPeer()
+    room.join(alice, "alice")
+    room.join(bob, "bob")
+    before = len(bob.of("update"))
+    with room.document("graphql", user="alice") as doc:
+        doc.get("source", type=Text).insert(0, "hers")
+    await room.flushed()
+    assert text_of(room) == "hers" and len(bob.of("update")) == before + 1
+    with pytest.raises(Conflict, match="bob has nothing to undo"):
+        room.undo("bob")
+    assert room.undo("alice").steps == 1 and text_of(room) == ""
+    await room.close()
