@@ -196,13 +196,14 @@ class Server:
         """Fail on any traceback the server logged: errors must be handled, not crash.
 
         Kernels write to the same log (they inherit it); a traceback from inside ipykernel
-        (its control thread racing its own shutdown: "Socket operation on non-socket") is
-        the kernel's, not the server's, and does not count."""
+        (its control thread racing its own shutdown: "Socket operation on non-socket"), or
+        from its launcher (a kernel interrupted while it still imports: KeyboardInterrupt)
+        is the kernel's, not the server's, and does not count."""
         text = self.log_path.read_text(errors="replace")
         ours = [
             block
             for block in text.split("Traceback (most recent call last):")[1:]
-            if not re.search(r"^\s*File \S*/site-packages/ipykernel/", block, re.M)
+            if not re.search(r"^\s*File \S*/site-packages/ipykernel(/|_launcher\.py)", block, re.M)
         ]
         if ours:
             raise AssertionError(f"the server logged a traceback:\n{text[-8000:]}")

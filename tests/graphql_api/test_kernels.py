@@ -44,6 +44,17 @@ async def session_count(client: httpx.AsyncClient) -> int:
     return len((await client.get("/api/sessions")).json())
 
 
+async def ready(client: httpx.AsyncClient, kernel_id: str) -> None:
+    """Until the kernel is idle: interrupted while it still imports, a kernel prints a
+    KeyboardInterrupt traceback of its own into the server's log."""
+
+    async def idle() -> bool:
+        model = (await client.get(f"/api/kernels/{kernel_id}")).json()
+        return bool(model.get("execution_state") == "idle")
+
+    await eventually(idle, timeout=60)
+
+
 async def kernel_actions(client: httpx.AsyncClient, kernel_id: str) -> list[str]:
     """jupyter_server's kernel_actions events about a kernel, in order."""
     params = {"since": 0, "schema_id": KERNEL_ACTIONS, "limit": 10_000}
@@ -108,6 +119,7 @@ async def test_start_interrupt_restart_and_shut_down_a_kernel(server: Any) -> No
     async with rest(server) as client:
         try:
             assert kernel_id in await kernel_ids(client)
+            await ready(client, kernel_id)
             interrupted = await query(server, f'mutation {{ interruptKernel(id: "{kernel_id}") }}')
             assert interrupted == {"data": {"interruptKernel": True}}
             restarted = await query(
@@ -294,6 +306,7 @@ async def test_a_viewer_sees_the_kernel_but_may_not_restart_it(roles_server: Any
             assert kernel_id in await kernel_ids(alice)
             assert "restart" not in await kernel_actions(alice, kernel_id)
             # A runner may use it.
+            await ready(alice, kernel_id)
             interrupted = await query(
                 server, f'mutation {{ interruptKernel(id: "{kernel_id}") }}', token=carol
             )

@@ -3,6 +3,7 @@ documents they may view, and live when a rule changes what that is."""
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -29,11 +30,17 @@ async def test_a_user_sees_a_private_session_only_once_it_is_shared(roles_server
         assert created.status_code == 201, created.text
         session = created.json()
         try:
-            async with ws_client(roles_server, TOKENS["alice"]) as owner:
-                first = await anext(owner.subscribe(SUBSCRIPTION))
+            async with (
+                ws_client(roles_server, TOKENS["alice"]) as owner,
+                aclosing(owner.subscribe(SUBSCRIPTION)) as alices,
+            ):
+                first = await anext(alices)
                 assert path in session_paths(first["stateChanges"]["state"])
-            async with ws_client(roles_server, TOKENS["mallory"]) as mallory:
-                updates = mallory.subscribe(SUBSCRIPTION)
+            # Each subscription ends before its session closes (else gql waits 10 s for it).
+            async with (
+                ws_client(roles_server, TOKENS["mallory"]) as mallory,
+                aclosing(mallory.subscribe(SUBSCRIPTION)) as updates,
+            ):
                 state = (await anext(updates))["stateChanges"]["state"]
                 assert path not in session_paths(state)
                 assert session["kernel"]["id"] not in state["kernels"]

@@ -47,10 +47,11 @@ async def test_a_subscription_over_either_websocket_subprotocol(
 ) -> None:
     """The state of the server, then a kernel started over REST arriving as a change."""
     kernel_id: str | None = None
-    async with ws_client(server, subprotocol=subprotocol) as session:
-        updates = session.subscribe(
-            gql("subscription { stateChanges { state changes { map key value } } }")
-        )
+    query_text = "subscription { stateChanges { state changes { map key value } } }"
+    async with (
+        ws_client(server, subprotocol=subprotocol) as session,
+        contextlib.aclosing(session.subscribe(gql(query_text))) as updates,  # ended before
+    ):  # the session closes (else gql waits 10 s for it, then leaves its socket open)
         first = await anext(updates)
         assert "kernels" in first["stateChanges"]["state"]
         kernel_id = server.request("POST", "/api/kernels", {"name": "python3"})["id"]
