@@ -123,6 +123,13 @@ class LoopbackService:
         self.process = None
 
 
+_CHAIN_START = re.compile(
+    r"(?<!another exception occurred:\n\n)(?<!the following exception:\n\n)"
+    r"Traceback \(most recent call last\):"
+)
+"""Where a logged traceback starts, not counting those chained to the one before it."""
+
+
 class Server:
     """One `jupyter-datastore serve` process over a root folder; restartable on the same store."""
 
@@ -201,8 +208,8 @@ class Server:
         is the kernel's, not the server's, and does not count."""
         text = self.log_path.read_text(errors="replace")
         ours = [
-            block
-            for block in text.split("Traceback (most recent call last):")[1:]
+            block  # one chain of tracebacks ("During handling of the above exception...")
+            for block in _CHAIN_START.split(text)[1:]
             if not re.search(r"^\s*File \S*/site-packages/ipykernel(/|_launcher\.py)", block, re.M)
         ]
         if ours:

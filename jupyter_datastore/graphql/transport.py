@@ -27,11 +27,7 @@ from typing import Any, TypeGuard, cast
 from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.async_base_view import AsyncBaseHTTPView, AsyncWebSocketAdapter
-from strawberry.http.exceptions import (
-    NonJsonMessageReceived,
-    NonTextMessageReceived,
-    WebSocketDisconnected,
-)
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.schema import BaseSchema
 from tornado.iostream import StreamClosedError
 
@@ -178,10 +174,12 @@ class TornadoWebSocket(AsyncWebSocketAdapter):
                     raise NonJsonMessageReceived from exc
 
     async def send_json(self, message: Mapping[str, object]) -> None:
+        """Send, or drop once the socket is closed (nobody is left to read it; the reader
+        ends and the handler stops every operation). Not raised: Strawberry's legacy
+        graphql-ws handler would leave it in a task nobody awaits."""
         socket = self.ws.socket
-        if socket.closed:
-            raise WebSocketDisconnected
-        socket.send(self.frames.outgoing(message))
+        if not socket.closed:
+            socket.send(self.frames.outgoing(message))
 
     async def close(self, code: int, reason: str) -> None:
         self.ws.socket.close(code, reason)

@@ -44,13 +44,14 @@ async def session_count(client: httpx.AsyncClient) -> int:
     return len((await client.get("/api/sessions")).json())
 
 
-async def ready(client: httpx.AsyncClient, kernel_id: str) -> None:
-    """Until the kernel is idle: interrupted while it still imports, a kernel prints a
-    KeyboardInterrupt traceback of its own into the server's log."""
+async def ready(server: Any, kernel_id: str, token: str | None = None) -> None:
+    """Until the kernel is idle (as the server's state knows it): interrupted while it
+    still imports, a kernel prints a KeyboardInterrupt traceback into the server's log."""
+    text = f'{{ kernel(id: "{kernel_id}") {{ executionState }} }}'
 
     async def idle() -> bool:
-        model = (await client.get(f"/api/kernels/{kernel_id}")).json()
-        return bool(model.get("execution_state") == "idle")
+        answer = await query(server, text, token=token)
+        return (answer.get("data") or {}).get("kernel", {}).get("executionState") == "idle"
 
     await eventually(idle, timeout=60)
 
@@ -119,7 +120,7 @@ async def test_start_interrupt_restart_and_shut_down_a_kernel(server: Any) -> No
     async with rest(server) as client:
         try:
             assert kernel_id in await kernel_ids(client)
-            await ready(client, kernel_id)
+            await ready(server, kernel_id)
             interrupted = await query(server, f'mutation {{ interruptKernel(id: "{kernel_id}") }}')
             assert interrupted == {"data": {"interruptKernel": True}}
             restarted = await query(
@@ -132,6 +133,7 @@ async def test_start_interrupt_restart_and_shut_down_a_kernel(server: Any) -> No
                 return "interrupt" in actions and "restart" in actions
 
             await eventually(both_recorded)
+            await ready(server, kernel_id)  # the restarted kernel, before it is shut down
             assert kernel_id in await kernel_ids(client)  # the same kernel, restarted
             shut = await query(server, f'mutation {{ shutdownKernel(id: "{kernel_id}") }}')
             assert shut == {"data": {"shutdownKernel": True}}
@@ -306,7 +308,7 @@ async def test_a_viewer_sees_the_kernel_but_may_not_restart_it(roles_server: Any
             assert kernel_id in await kernel_ids(alice)
             assert "restart" not in await kernel_actions(alice, kernel_id)
             # A runner may use it.
-            await ready(alice, kernel_id)
+            await ready(server, kernel_id, TOKENS["alice"])
             interrupted = await query(
                 server, f'mutation {{ interruptKernel(id: "{kernel_id}") }}', token=carol
             )
