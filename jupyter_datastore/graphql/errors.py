@@ -29,10 +29,10 @@ def coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if "code" in (error.extensions or {}):  # coded already (a result shared: sharing.py)
         return error
-    if original is None:  # a syntax or validation error: the query's own fault
+    if original is None or isinstance(original, GraphQLError):
+        # A syntax or validation error, or a variable's value that does not coerce to its
+        # type (graphql-core's own error, wrapped): the query's own fault.
         code, status, message = INVALID_QUERY, 400, error.message
-    elif isinstance(original, GraphQLError):  # raised by our resolvers with a code already
-        return error
     else:
         status = _status_of(original)
         body = error_body(original, status)

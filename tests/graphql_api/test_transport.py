@@ -288,3 +288,13 @@ async def test_a_user_with_no_role_gets_the_endpoint_and_nothing_private(
     )
     assert "errors" not in answer
     assert answer["data"]["sessions"] == [] and answer["data"]["documents"] == []
+
+
+async def test_a_variable_of_the_wrong_value_is_an_invalid_query(server: Any) -> None:
+    text = (
+        "mutation ($t: CellType!) "
+        '{ insertCell(path: "a.ipynb", index: 0, cellType: $t, source: "x") }'
+    )
+    answer = await query(server, text, {"t": "SHELL"})
+    assert codes(answer) == ["invalid_query"] and "SHELL" in answer["errors"][0]["message"]
+    assert answer.get("data") is None
