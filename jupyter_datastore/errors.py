@@ -42,6 +42,7 @@ __all__ = [
     "StoreError",
     "Unavailable",
     "close_reason",
+    "code_of_status",
     "error_body",
     "http_error",
     "http_message",
@@ -176,6 +177,11 @@ def http_message(exc: HTTPError) -> str:
 _HTTP_ERRORS = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
+def code_of_status(status: int) -> str:
+    """The error code of an HTTP status raised outside our tree (Tornado's, Strawberry's)."""
+    return _HTTP_ERRORS.get(status, "http_error")
+
+
 def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
     """`{"error": code, "detail": text, "message": text}` for any exception a request
     ended with: a `DatastoreError` its own, Tornado's `HTTPError` by its status, anything
@@ -185,7 +191,7 @@ def error_body(exc: BaseException | None, status: int) -> dict[str, Any]:
     if isinstance(exc, HTTPError):
         detail = exc.log_message or exc.reason or f"HTTP {status}"
         return {
-            "error": _HTTP_ERRORS.get(status, "http_error"),
+            "error": code_of_status(status),
             "detail": detail,
             "message": detail,
         }

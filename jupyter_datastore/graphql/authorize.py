@@ -13,11 +13,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from graphql import (
+    DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    get_operation_ast,
 )
 from jupyter_core.utils import ensure_async
 from strawberry.extensions import SchemaExtension
@@ -79,7 +82,9 @@ ROOT_FIELDS: dict[str, tuple[str, str]] = {
 _ALWAYS = frozenset({"__typename", "__schema", "__type"})
 
 
-def root_fields(operation: OperationDefinitionNode, fragments: dict[str, object]) -> set[str]:
+def root_fields(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]
+) -> set[str]:
     """The names of the root fields `operation` selects (through fragments too)."""
     names: set[str] = set()
 
@@ -93,7 +98,7 @@ def root_fields(operation: OperationDefinitionNode, fragments: dict[str, object]
                 name = selection.name.value
                 fragment = fragments.get(name)
                 if fragment is not None and name not in seen:
-                    collect(fragment.selection_set, seen | {name})  # type: ignore[attr-defined]
+                    collect(fragment.selection_set, seen | {name})
 
     collect(operation.selection_set, frozenset())
     return names
@@ -111,27 +116,21 @@ class Authorized(SchemaExtension):
         yield
 
 
-async def _check(caller: Caller, document: object, operation_name: str | None) -> None:
-    operations = [
-        d
-        for d in document.definitions  # type: ignore[attr-defined]
-        if isinstance(d, OperationDefinitionNode)
-        and (operation_name is None or (d.name is not None and d.name.value == operation_name))
-    ]
+async def _check(caller: Caller, document: DocumentNode, operation_name: str | None) -> None:
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return  # no such operation: graphql-core refuses it
     fragments = {
-        d.name.value: d
-        for d in document.definitions  # type: ignore[attr-defined]
-        if not isinstance(d, OperationDefinitionNode)
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
     handler = caller.handler
-    for operation in operations[:1]:
-        for name in sorted(root_fields(operation, fragments) - _ALWAYS):
-            need = ROOT_FIELDS.get(name)
-            if need is None:
-                raise Forbidden(f"{name} is not decided by this server's authorizer table")
-            action, resource = need
-            allowed = await ensure_async(
-                handler.authorizer.is_authorized(handler, handler.current_user, action, resource)
-            )
-            if not allowed:
-                raise Forbidden(f"{name} needs the permission to {action} {resource}")
+    for name in sorted(root_fields(operation, fragments) - _ALWAYS):
+        need = ROOT_FIELDS.get(name)
+        if need is None:
+            raise Forbidden(f"{name} is not decided by this server's authorizer table")
+        action, resource = need
+        allowed = await ensure_async(
+            handler.authorizer.is_authorized(handler, handler.current_user, action, resource)
+        )
+        if not allowed:
+            raise Forbidden(f"{name} needs the permission to {action} {resource}")

@@ -10,14 +10,13 @@ its status, a query that does not parse or validate `invalid_query`, and anythin
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from graphql import GraphQLError
 from tornado.web import HTTPError
 
 from ..errors import DatastoreError, error_body
 
-__all__ = ["coded", "with_codes"]
+__all__ = ["coded"]
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +55,3 @@ def _status_of(exc: BaseException) -> int:
     if isinstance(exc, HTTPError):
         return exc.status_code
     return 500
-
-
-def with_codes(result: Any) -> Any:
-    """`result` (one operation's, or one of a subscription's) with each error coded."""
-    errors = getattr(result, "errors", None)
-    if errors:
-        result.errors = [coded(error) for error in errors]
-    return result

@@ -16,7 +16,7 @@ from strawberry.types.graphql import OperationType
 
 from . import documents, events, executions, kernels, server
 from .authorize import Authorized
-from .errors import coded, with_codes
+from .errors import coded
 from .limits import Limits
 from .sharing import SharingExecutor
 
@@ -33,8 +33,9 @@ def _root(name: str) -> Any:
 
 class CodedSchema(strawberry.Schema):
     """Every result it gives has its errors coded (`errors.py`): Strawberry hands each
-    result's errors (a query's, a mutation's, each of a subscription's) to
-    `process_errors` before the result goes out, as the very list the result holds."""
+    result's errors (a query's, a mutation's, each of a subscription's, those found before
+    it ran) to `process_errors` before the result goes out, as the very list the result
+    holds."""
 
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         """Coded in place, and not logged here (Strawberry logs each with a traceback): a
@@ -55,7 +56,7 @@ class CodedSchema(strawberry.Schema):
         """One query or mutation (a subscription is refused here: it needs a WebSocket, and
         Strawberry would run it as a query that cannot return anything)."""
         allowed = set(allowed_operation_types or OperationType) - {OperationType.SUBSCRIPTION}
-        result = await super().execute(
+        return await super().execute(
             query,
             variable_values=variable_values,
             context_value=context_value,
@@ -64,7 +65,6 @@ class CodedSchema(strawberry.Schema):
             allowed_operation_types=allowed,
             operation_extensions=operation_extensions,
         )
-        return with_codes(result)  # errors Strawberry did not hand to process_errors
 
 
 def make_schema() -> strawberry.Schema:

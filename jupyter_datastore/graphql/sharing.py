@@ -6,7 +6,7 @@ cost of a delivery). Here:
 
 - A payload that may be shared (`Shared`: its fields depend on nothing but itself, never
   on who asks) keeps the results of the operations run on it: subscribers with the same
-  operation (the same query text: Strawberry's parser cache gives the same document) and
+  operation (the same query text: the parse cache of `limits.py` gives the same document) and
   the same variables get the same result, run once. Each subscriber's resolver still
   decides, before it yields the payload, whether the caller may see it.
 - The transport keeps the frame of a `next` message for the same subscription id and the
@@ -99,10 +99,7 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):  # type: ignore[mi
         operation = self.operation
         if not isinstance(payload, Shared) or operation.operation != OperationType.SUBSCRIPTION:
             return super().execute_operation(serially)
-        variables = self.variable_values.coerced
-        known = payload.result_of(operation, variables)
-        if known is not None:
-            return known
+        variables = self.variable_values.coerced  # not known: `build_per_event_executor`
         result = super().execute_operation(serially)
         if not isawaitable(result):
             payload.keep(operation, variables, result)

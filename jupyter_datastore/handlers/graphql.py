@@ -17,6 +17,7 @@ from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
+from ..errors import code_of_status
 from ..graphql.ide import ASSETS, CONTENT_SECURITY_POLICY, assets_folder
 from ..graphql.schema import make_schema, sdl
 from ..graphql.transport import MAX_MESSAGE, GraphQLSocket, GraphQLView, HTTPAnswer
@@ -24,8 +25,6 @@ from .base import DatastoreHandler
 from .websocket import handshake_response
 
 __all__ = ["GraphQLHandler", "GraphiQLStaticHandler", "SchemaHandler"]
-
-_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
 class _Base(DatastoreHandler):
@@ -63,7 +62,7 @@ class GraphQLHandler(_Base):
         try:
             answer = await self.view.run(self)
         except HTTPException as exc:  # a request Strawberry could not read
-            code = _CODES.get(exc.status_code, "http_error")
+            code = code_of_status(exc.status_code)
             error = {"message": exc.reason, "extensions": {"code": code}}
             answer = HTTPAnswer(exc.status_code, {"Content-Type": "application/json"})
             answer.body = json.dumps({"errors": [error]}).encode()
