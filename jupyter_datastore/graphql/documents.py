@@ -122,13 +122,21 @@ class CellChange:
     index: int = strawberry.field(
         description="The cell's position after the change (deleted: where it was)."
     )
-    cell_type: str | None = strawberry.field(description="Given for an inserted cell.")
-    source: str | None = strawberry.field(description="The new source (source, inserted).")
-    outputs: JSON | None = strawberry.field(description="The new outputs (outputs, inserted).")
-    execution_count: int | None = strawberry.field(
-        description="The new count (execution_count, inserted; null: none)."
+    cell_type: str | None = strawberry.field(
+        default=None, description="Given for an inserted cell."
     )
-    metadata: JSON | None = strawberry.field(description="The new metadata (metadata, inserted).")
+    source: str | None = strawberry.field(
+        default=None, description="The new source (source, inserted)."
+    )
+    outputs: JSON | None = strawberry.field(
+        default=None, description="The new outputs (outputs, inserted)."
+    )
+    execution_count: int | None = strawberry.field(
+        default=None, description="The new count (execution_count, inserted; null: none)."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=None, description="The new metadata (metadata, inserted)."
+    )
 
 
 @strawberry.type(description="The caller's undo history in a document after an undo or redo.")
@@ -340,16 +348,7 @@ class CellWatcher:
                     inserted[cell_id] = new
                     new += 1
         changes = [
-            CellChange(
-                kind=CellChangeKind.DELETED,
-                cell_id=cell_id,
-                index=index,
-                cell_type=None,
-                source=None,
-                outputs=None,
-                execution_count=None,
-                metadata=None,
-            )
+            CellChange(kind=CellChangeKind.DELETED, cell_id=cell_id, index=index)
             for cell_id, index in deleted.items()
             if cell_id not in inserted
         ]
