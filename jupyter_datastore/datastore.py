@@ -18,9 +18,18 @@ from .auth import Permissions, Role
 from .auth.identity import user_groups
 from .auth.live import LiveChecks
 from .auth.paths import Paths
-from .documents import GLOBAL_AWARENESS, Documents, FileIds, FileIO, SavePolicy, WatchPolicy
+from .documents import (
+    GLOBAL_AWARENESS,
+    Documents,
+    FileIds,
+    FileIO,
+    RoomId,
+    SavePolicy,
+    WatchPolicy,
+)
 from .documents.forks import Forks, is_fork_id
 from .documents.presence import presence_entries
+from .documents.trust import TrustScreen
 from .errors import DatastoreError
 from .events.bus import EventBus
 from .events.kernels import KernelWatcher
@@ -253,7 +262,13 @@ class Datastore:
         room = await self.documents.open_room(name)
         if name == GLOBAL_AWARENESS:
             room.awareness_view = self._presence_view
+        elif (room_id := RoomId.try_parse(name)) is not None and room_id.type == "notebook":
+            room.screen = TrustScreen(lambda user: self._may_run(user, name))
         return room
+
+    def _may_run(self, user: str | None, room_name: str) -> bool:
+        session = self.documents.sessions.get(room_name)
+        return session is not None and self.role_on(user, session.path) >= Role.RUNNER
 
     def may_view(self, user: str | None, path: Any) -> bool:
         """Whether `user` may view what a path names."""

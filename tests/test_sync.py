@@ -117,15 +117,17 @@ async def test_global_awareness_room_carries_presence_only(server) -> None:
         await b.close()
 
 
-async def test_trusted_flag_is_never_stored(server) -> None:
+async def test_trusted_flag_is_never_read_from_the_file_nor_stored(server) -> None:
     path = server.root / "trusted.ipynb"
-    cell = code_cell("1 + 1", "c1")
+    html = {"output_type": "display_data", "data": {"text/html": "<b>1</b>"}, "metadata": {}}
+    cell = code_cell("1 + 1", "c1", [html])
     cell["metadata"] = {"trusted": True, "tags": ["keep"]}
     write_notebook(path, notebook(cell))
     a = await YClient.connect(server.url, server.token, "trusted.ipynb")
     try:
+        # Trust comes from the notebook's signature (it has none), not from the file's flag.
         metadata = a.doc.get("cells", type=Array)[0]["metadata"]
-        assert json.loads(str(metadata)) == {"tags": ["keep"]}
+        assert json.loads(str(metadata)) == {"tags": ["keep"], "trusted": False}
         type_into(a, 0, " + 1")
         await a.save(1)
         saved = read_notebook(path)

@@ -36,6 +36,7 @@ from tornado.web import HTTPError
 
 from ..errors import DatastoreError, DocumentError, NotFound, Unavailable, http_message
 from .kinds import DocumentKind
+from .trust import Notary
 
 __all__ = ["FileContent", "FileIO", "Signature", "sha256"]
 
@@ -87,6 +88,7 @@ def _canonical_hash(content: Any) -> str:
 class FileIO:
     def __init__(self, contents_manager: Any) -> None:
         self.cm = contents_manager
+        self.notary = Notary(contents_manager)
         hooks = any(
             getattr(contents_manager, name, None)
             for name in ("pre_save_hook", "post_save_hook", "_pre_save_hooks", "_post_save_hooks")

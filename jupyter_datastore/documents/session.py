@@ -39,6 +39,7 @@ from ..events.faults import FaultReport
 from ..memory import cycles_uncollected
 from ..rooms.room import Room, RoomOwner, RoomSettings
 from ..store.base import Retention, Store, StoredDocument
+from . import trust
 from .contents import FileContent, FileIO, Signature, sha256
 from .roomid import RoomId
 
@@ -199,8 +200,11 @@ class DocumentSession(RoomOwner):
         )
         room = session.room
         if stored is None or not stored.updates:
+            content = disk.content
+            if kind.type == "notebook":
+                content = trust.marked(content, io.notary.signed(content))
             with cycles_uncollected():  # tens of thousands of objects, all dropped soon
-                built = kind.build(disk.content, path)
+                built = kind.build(content, path)
             room.push(built.update, origin=LOAD, state_vector=built.state_vector)
             session._saved(room.cut(), disk.hash, disk.signature)
             await store.mark_saved(name, session._saved_seq, disk.hash)
@@ -341,7 +345,9 @@ class DocumentSession(RoomOwner):
 
     async def _write(self, *, explicit: bool = False) -> None:
         seq = self.room.cut()
-        content = self._read()
+        with self.room.document() as doc:
+            content = self.kind.read(doc)
+            sign = self.kind.type == "notebook" and trust.all_trusted(doc)
         data = self.io.file_bytes(self.kind, content)
         await self.room.flushed()  # the state at `seq` must be in the store before we say so
         written = data is None or sha256(data) != self._file_hash or self.missing
@@ -355,6 +361,8 @@ class DocumentSession(RoomOwner):
                 raise
             file_hash, signature = await self.io.write(self.path, self.kind, content, data)
             self._set_missing(False)
+        if sign:  # trusted when loaded again, as jupyter_server signs what it saves
+            self.io.notary.sign(content)
         # The file holds our content from here on, whatever the store says next: known at
         # once, so that a store failing to note the save never makes our own write look like
         # a change made outside (and merged back into the room as one).
@@ -431,6 +439,8 @@ class DocumentSession(RoomOwner):
         fork.apply_update(base)
         before = fork.get_state()
         self.kind.apply(fork, disk.content)
+        if self.kind.type == "notebook" and self.io.notary.signed(disk.content):
+            trust.trust_all(fork)  # signed where it was changed (`jupyter trust`)
         self.room.push(fork.get_update(before), origin=DISK)
         self._file_hash, self._signature = disk.hash, disk.signature
         kept_edits = self._read() != disk.content

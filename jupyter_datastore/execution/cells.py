@@ -61,7 +61,8 @@ class CellFinder:
 
 
 def mark_running(cell: Map[Any]) -> None:
-    """What JupyterLab does when a cell is run: outputs and count cleared, `[*]` shown."""
+    """What JupyterLab does when a cell is run: outputs and count cleared, the cell trusted,
+    `[*]` shown."""
     outputs = cell.get("outputs")
     if isinstance(outputs, Array):
         if len(outputs):
@@ -71,8 +72,12 @@ def mark_running(cell: Map[Any]) -> None:
     if cell.get("execution_count") is not None:
         cell["execution_count"] = None
     metadata = cell.get("metadata")
-    if isinstance(metadata, Map) and "execution" in metadata:
+    if not isinstance(metadata, Map):
+        metadata = cell["metadata"] = Map()
+    if "execution" in metadata:
         del metadata["execution"]
+    if metadata.get("trusted") is not True:
+        metadata["trusted"] = True  # its outputs are the run's (documents/trust.py)
     if "input_request" in cell:
         del cell["input_request"]
     cell["execution_state"] = "running"

@@ -49,7 +49,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -164,6 +164,16 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class Screen(Protocol):
+    """Looks at the changes of a peer that may not make every change, and mends what it
+    may not make in the same broadcast (documents/trust.py: trust flags)."""
+
+    def screens(self, user: str | None) -> bool:
+        """Whether this user's changes are looked at."""
+
+    def watching(self, doc: Doc[Any]) -> AbstractContextManager[None]: ...
+
+
 class Room:
     def __init__(
         self,
@@ -189,6 +199,8 @@ class Room:
         """The peers, and who each is (None: no name)."""
         self.awareness = AwarenessTable()
         self.awareness_view: AwarenessView | None = None
+        self.screen: Screen | None = None
+        """Applied to the updates of the peers whose user it screens (None: no peer's)."""
         """What of the peers' awareness each receiving user may see (None: all of it)."""
         self.holds = 0
         """Server-side users that keep the room open with no peer (see `RoomManager.hold`)."""
@@ -532,7 +544,10 @@ class Room:
             peer.send(Outgoing(raw_message({"type": "refused", "reason": refusal})))
             return
         try:
-            self.push(update, origin=peer, user=self.peers.get(peer))
+            if self.screen is not None and self.screen.screens(self.peers.get(peer)):
+                self._push_screened(self.screen, peer, update)
+            else:
+                self.push(update, origin=peer, user=self.peers.get(peer))
         except BadRequest:
             raise
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
@@ -541,6 +556,17 @@ class Room:
             # A stale client refers to items this document no longer has: tell it, keep it.
             log.warning("room %s: update from a peer could not be integrated: %r", self.name, exc)
             peer.send(Outgoing(raw_message({"type": "conflict"})))
+
+    def _push_screened(self, screen: Screen, peer: Peer, update: bytes) -> None:
+        doc = self._live()
+        self._doc_users += 1
+        try:
+            with screen.watching(doc):
+                self.push(update, origin=peer, user=self.peers.get(peer))
+        finally:
+            self._doc_users -= 1
+            if not self._doc_users:
+                self._schedule_drop()
 
     def _reply(self, peer: Peer, message: Outgoing) -> None:
         """Send now if everything applied is durable, else once it is."""
