@@ -36,6 +36,7 @@ from .events.kernels import KernelWatcher
 from .events.views import EventViews
 from .execution.kernel import ExecutionPolicy
 from .execution.service import Executor
+from .execution.widgets import WIDGET_STATE_MIME
 from .memory import Trim
 from .notifications import NotificationPolicy, Notifications
 from .protocol.awareness import AwarenessEntry
@@ -192,6 +193,7 @@ class Datastore:
             authorize=self.permissions.require,
         )
         await self.executor.start()
+        self.documents.notebook_metadata = self._widget_metadata
         stack.push_async_callback(self.executor.stop)
         self.notifications = Notifications(self.events, self.store, s.notifications)
         await self.notifications.start()
@@ -265,6 +267,14 @@ class Datastore:
         elif (room_id := RoomId.try_parse(name)) is not None and room_id.type == "notebook":
             room.screen = TrustScreen(lambda user: self._may_run(user, name))
         return room
+
+    async def _widget_metadata(self, path: str) -> dict[str, Any]:
+        """The widgets of the notebook's kernel, for its file, as JupyterLab saves them."""
+        try:
+            state = self.executor.widgets_of(await self.executor.kernel_of(path))
+        except DatastoreError:  # no kernel, or the server is stopping
+            return {}
+        return {"widgets": {WIDGET_STATE_MIME: state}} if state["state"] else {}
 
     def _may_run(self, user: str | None, room_name: str) -> bool:
         session = self.documents.sessions.get(room_name)

@@ -262,3 +262,22 @@ class Client:
             await (wake(pause) if wake is not None else asyncio.sleep(pause))
             await asyncio.sleep(max(0.0, read_at + _MIN_POLL - loop.time()))
             delay = min(delay * 1.5, 1.0)
+
+    # --- widgets ---
+
+    async def widgets(self, path: str) -> dict[str, Any]:
+        """The ipywidgets state of the notebook's kernel: the widget-state JSON
+        (`{"version_major": 2, "version_minor": 0, "state": {model_id: model}}`)."""
+        query = urllib.parse.urlencode({"path": path})
+        return dict(await self.request("GET", f"/api/datastore/widgets?{query}"))
+
+    async def set_widget(
+        self, path: str, model_id: str, state: dict[str, Any] | None = None, **values: Any
+    ) -> dict[str, Any]:
+        """Set values of a widget model (`state`, or as keywords: `value=7`), as a front end
+        does; the model once the kernel has handled it."""
+        patch = {**(state or {}), **values}
+        quoted = urllib.parse.quote(model_id, safe="")
+        query = urllib.parse.urlencode({"path": path})
+        url = f"/api/datastore/widgets/{quoted}?{query}"
+        return dict(await self.request("PATCH", url, {"state": patch}))

@@ -13,7 +13,7 @@ from ..rooms.room import Room, RoomSettings
 from ..store.base import Retention, Store
 from .contents import FileIO
 from .roomid import GLOBAL_AWARENESS, RoomId
-from .session import DocumentSession, FileIds, SavePolicy
+from .session import DocumentSession, FileIds, NotebookMetadata, SavePolicy
 
 __all__ = ["GLOBAL_AWARENESS", "Documents", "WatchPolicy"]
 
@@ -52,6 +52,9 @@ class Documents:
         self.room_settings = room
         self.emit = emit
         self.sessions: dict[str, DocumentSession] = {}
+        self.notebook_metadata: NotebookMetadata | None = None
+        """Metadata written into a notebook's file when it is saved, by path (the state of
+        its kernel's widgets, as JupyterLab's "save widget state" writes it)."""
         self._watcher: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._compacted: dict[str, int] = {}  # room -> its seq at the last compaction
@@ -75,6 +78,7 @@ class Documents:
             retention=self.retention,
             emit=self.emit,
             on_closed=closed,
+            notebook_metadata=self.notebook_metadata,
         )
         self.sessions[name] = session
         return session.room

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,10 @@ class FileIds:
         return self._manager.index(path), True
 
 
+NotebookMetadata = Callable[[str], Awaitable[dict[str, Any]]]
+"""Metadata to write into the file of the notebook at a path when it is saved."""
+
+
 class DocumentSession(RoomOwner):
     def __init__(
         self,
@@ -104,8 +108,10 @@ class DocumentSession(RoomOwner):
         epoch: str = "",
         emit: Emit = no_emit,
         on_closed: Callable[[], None] = lambda: None,
+        notebook_metadata: NotebookMetadata | None = None,
     ) -> None:
         self.kind = room_id.kind
+        self.notebook_metadata = notebook_metadata if self.kind.type == "notebook" else None
         self.epoch = epoch
         """The epoch of the document's rows in the store (see `session_id`)."""
         self.file_id = room_id.file_id
@@ -167,6 +173,7 @@ class DocumentSession(RoomOwner):
         retention: Retention,
         emit: Emit = no_emit,
         on_closed: Callable[[], None] = lambda: None,
+        notebook_metadata: NotebookMetadata | None = None,
     ) -> DocumentSession:
         """The session of a document room, its room made from the store or the file;
         `NotFound` if no file has the room's file id."""
@@ -197,6 +204,7 @@ class DocumentSession(RoomOwner):
             epoch=epoch,
             emit=emit,
             on_closed=on_closed,
+            notebook_metadata=notebook_metadata,
         )
         room = session.room
         if stored is None or not stored.updates:
@@ -348,6 +356,10 @@ class DocumentSession(RoomOwner):
         with self.room.document() as doc:
             content = self.kind.read(doc)
             sign = self.kind.type == "notebook" and trust.all_trusted(doc)
+        if self.notebook_metadata is not None:
+            extra = await self.notebook_metadata(self.path)
+            if extra:
+                content = {**content, "metadata": {**content["metadata"], **extra}}
         data = self.io.file_bytes(self.kind, content)
         await self.room.flushed()  # the state at `seq` must be in the store before we say so
         written = data is None or sha256(data) != self._file_hash or self.missing

@@ -14,6 +14,10 @@ the kernel is back.
 
 The document's room is held open for the whole run, so the outputs land in the document and
 are saved to the file even when every client has gone.
+
+The iopub reader also sees every comm message of the kernel (those of browsers' own
+connections too): the ipywidgets models among them are kept in `widgets` (`widgets.py`),
+for as long as the kernel's process and this runner's connection to it live.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ..rooms.room import Room
 from .cells import EXECUTOR, CellFinder, CellOutputs, mark_idle, set_input_request
 from .gateway import GatewayChannels, is_gateway_kernel
 from .records import ExecutionRecord, InvalidTransition, Status, utc_now
+from .widgets import WidgetStates
 
 __all__ = ["ExecutionPolicy", "Job", "KernelRunner", "execution_event"]
 
@@ -48,6 +53,7 @@ _CHECK_EVERY = 0.5  # seconds between two looks at the kernel while a cell runs
 _IOPUB_BATCH = 200
 _IOPUB_GATHER = 0.002
 _KEPT_DISPLAYS = 256  # finished runs whose displays stay updatable
+_COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,10 @@ class KernelRunner:
         self._displays: OrderedDict[str, _Shown] = OrderedDict()
         self._last_run: dict[tuple[str | None, str | None], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.widgets = WidgetStates()
+        self._widgets_of: object = None  # the kernel process the widget states are of
+        self._widget_acks: dict[str, asyncio.Future[None]] = {}
+        """Updates sent to widgets, by message id, until the kernel is idle after them."""
         self._worker = asyncio.ensure_future(self._work())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -406,6 +416,62 @@ class KernelRunner:
         connection."""
         if isinstance(self._client, GatewayChannels):
             self._client.restarted = True
+        self.widgets.clear()
+
+    # --- widgets ---
+
+    def current_widgets(self) -> WidgetStates:
+        """The widget states, first cleared if the kernel is gone or is another process
+        than the one they came from (restarted, by anyone, since they were told)."""
+        try:
+            process = self._process_id(self._kernel())
+        except KernelGone:
+            process = None
+        client = self._client
+        restarted = isinstance(client, GatewayChannels) and client.restarted
+        if process is None or process != self._widgets_of or restarted:
+            if len(self.widgets):
+                log.info(
+                    "kernel %s restarted or went: its widget states are cleared", self.kernel_id
+                )
+            self.widgets.clear()
+            self._widgets_of = process
+        return self.widgets
+
+    async def update_widget(
+        self, model_id: str, patch: dict[str, Any], timeout: float
+    ) -> dict[str, Any] | None:
+        """Send a state patch to a widget model as a front end does; once the kernel is
+        idle after it (its `echo_update` came before), the model as it is then (None if it
+        was closed). Raises `asyncio.TimeoutError` when the kernel does not get to it."""
+        client = self._client
+        if client is None or model_id not in self.current_widgets():
+            return None
+        content = {
+            "comm_id": model_id,
+            "data": {"method": "update", "state": patch, "buffer_paths": []},
+        }
+        message = client.session.msg("comm_msg", content)
+        msg_id = str(message["header"]["msg_id"])
+        acked = self._widget_acks[msg_id] = asyncio.get_running_loop().create_future()
+        try:
+            client.shell_channel.send(message)
+            await asyncio.wait_for(acked, timeout)
+        finally:
+            self._widget_acks.pop(msg_id, None)
+        return self.widgets.model(model_id)
+
+    def _on_comms(self, batch: list[dict[str, Any]]) -> None:
+        widgets: WidgetStates | None = None
+        for msg in batch:
+            msg_type = msg["msg_type"]
+            if msg_type in _COMM_TYPES:
+                widgets = widgets or self.current_widgets()
+                widgets.feed(msg)
+            elif msg_type == "status" and msg["content"].get("execution_state") == "idle":
+                acked = self._widget_acks.get(msg["parent_header"].get("msg_id", ""))
+                if acked is not None and not acked.done():
+                    acked.set_result(None)
 
     # --- the channels ---
 
@@ -468,6 +534,7 @@ class KernelRunner:
             raise KernelGone("the kernel was restarted while this cell was running")
 
     def _drop_client(self) -> None:
+        self.widgets.clear()  # what it told may be stale without it
         for task in self._readers:
             task.cancel()
         self._readers = []
@@ -500,6 +567,10 @@ class KernelRunner:
                 log.exception("kernel %s: cannot write outputs", self.kernel_id)
 
     def _on_iopub(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            self._on_comms(batch)
+        except Exception:  # the widgets' trouble is not the run's
+            log.exception("kernel %s: cannot follow its widgets", self.kernel_id)
         run = self.current
         mine: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []  # display updates from other requests

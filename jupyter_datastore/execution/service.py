@@ -33,7 +33,7 @@ from pycrdt import Map
 from ..auth.roles import Role
 from ..documents import FileIds, FileIO
 from ..documents.roomid import RoomId
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreError
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreError, Unavailable
 from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..store.base import Store
@@ -41,6 +41,7 @@ from .cells import EXECUTOR, CellFinder, find_cells, mark_running
 from .kernel import ExecutionPolicy, Job, KernelRunner, execution_event, set_idle
 from .persist import RecordWriter
 from .records import ACTIVE, ExecutionRecord
+from .widgets import empty_snapshot
 
 __all__ = ["ExecuteRequest", "Executor", "source_hash"]
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 MAX_CELLS = 10_000
 MAX_INPUT = 1 << 20  # characters of an answer to input()
+WIDGET_UPDATE_TIMEOUT = 10.0
+"""Seconds a widget update waits for the kernel (busy running a cell, it gets to it later)."""
 
 
 def source_hash(source: str) -> str:
@@ -359,6 +362,50 @@ class Executor:
             await runner.interrupt()
         return record
 
+    # --- widgets ---
+
+    async def kernel_of(self, path: str) -> str:
+        """The kernel of a notebook's session (NotFound when it has none)."""
+        session = await self._session_of(path)
+        if session is None:
+            raise NotFound(f"{path} has no kernel (no session runs it)")
+        return str(session["kernel"]["id"])
+
+    def widgets_of(self, kernel_id: str) -> dict[str, Any]:
+        """The widget-state JSON of the ipywidgets models the kernel has (empty when none
+        of this server's runs used it: its messages are followed from the first run)."""
+        runner = self.runners.get(kernel_id)
+        return runner.current_widgets().snapshot() if runner is not None else empty_snapshot()
+
+    async def set_widget_state(
+        self,
+        kernel_id: str,
+        model_id: str,
+        patch: Any,
+        *,
+        timeout: float = WIDGET_UPDATE_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Update a widget model's state in the kernel, as a front end does; the model once
+        the kernel has handled it (and echoed it to every front end)."""
+        if not isinstance(patch, dict) or not patch:
+            raise BadRequest('"state" must be a non-empty JSON object of the values to set')
+        private = sorted(key for key in patch if key.startswith("_"))
+        if private:
+            raise BadRequest(f"a model's own keys cannot be set: {', '.join(private[:10])}")
+        runner = self.runners.get(kernel_id)
+        if runner is None or model_id not in runner.current_widgets():
+            raise NotFound(f"kernel {kernel_id} has no widget model {model_id}")
+        try:
+            model = await runner.update_widget(model_id, patch, timeout)
+        except asyncio.TimeoutError:
+            raise Unavailable(
+                f"kernel {kernel_id} did not handle the update within {timeout:g} s (busy?);"
+                " it is sent, and applies when the kernel gets to it"
+            ) from None
+        if model is None:
+            raise NotFound(f"widget model {model_id} was closed")
+        return model
+
     # --- helpers ---
 
     def restarted_elsewhere(self, kernel_id: str) -> None:
@@ -493,12 +540,18 @@ class Executor:
                 raise Conflict(
                     f"{path} runs on kernel {own}, not {kernel_id}: name its own kernel, or none"
                 )
+        await self.check_kernel_role(user, kernel_id, Role.RUNNER, "run code on a kernel")
+
+    async def check_kernel_role(
+        self, user: str | None, kernel_id: str, needed: Role, operation: str
+    ) -> None:
+        """`needed` on every notebook the kernel serves (what one shows, all may show)."""
         for served in await self.kernel_paths(kernel_id):
             try:
-                self.authorize(user, served, Role.RUNNER, "run code on a kernel")
+                self.authorize(user, served, needed, operation)
             except Forbidden:  # said without the notebook's path, which the user may not know
                 raise Forbidden(
-                    f"kernel {kernel_id} serves a notebook on which you are not a runner"
+                    f"kernel {kernel_id} serves a notebook on which you are not a {needed.label}"
                 ) from None
 
     async def _session_of(self, path: str) -> dict[str, Any] | None:

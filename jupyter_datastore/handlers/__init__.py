@@ -23,6 +23,7 @@ from .session import DocSessionHandler
 from .state import StateHandler, StateRefreshHandler, StateSubscribeHandler
 from .status import StatusHandler
 from .undo import RedoHandler, UndoHandler
+from .widgets import WidgetHandler, WidgetsHandler
 
 __all__ = ["handlers"]
 
@@ -48,6 +49,8 @@ handlers: list[tuple[str, Any]] = [
     (r"/api/datastore/executions", ExecutionsHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)", ExecutionHandler),
     (r"/api/datastore/executions/(?P<execution_id>[^/]+)/input", ExecutionInputHandler),
+    (r"/api/datastore/widgets", WidgetsHandler),
+    (r"/api/datastore/widgets/(?P<model_id>[^/]+)", WidgetHandler),
     # jupyter-server-nbmodel's contract (its clients work unchanged)
     (rf"/api/kernels/{KERNEL_ID}/execute", NbModelExecuteHandler),
     (rf"/api/kernels/{KERNEL_ID}/requests/{REQUEST_ID}", NbModelRequestHandler),
