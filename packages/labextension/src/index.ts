@@ -10,7 +10,8 @@
  * which tells the user's other windows: they dismiss it too.
  *
  * The other plugins: prompts.ts shows the input() prompts of cells run by the server,
- * readonly.ts opens what the user may only view read-only, panel.ts is the Datastore panel.
+ * readonly.ts opens what the user may only view read-only, panel.ts is the Datastore panel,
+ * trust.ts re-renders a cell's outputs when the server gives or takes back its trust.
  */
 
 import {
@@ -25,6 +26,7 @@ import { openAt } from './cells';
 import { panelPlugin } from './panel';
 import { promptsPlugin } from './prompts';
 import { readOnlyPlugin } from './readonly';
+import { trustPlugin } from './trust';
 
 const PLUGIN_ID = 'jupyter-datastore:notifications';
 const REST = 'api/notifications';
@@ -327,4 +329,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, promptsPlugin, readOnlyPlugin, panelPlugin];
+export default [plugin, promptsPlugin, readOnlyPlugin, panelPlugin, trustPlugin];

@@ -1,0 +1,67 @@
+/**
+ * Trust that changes while a notebook is open: JupyterLab reads a cell's `trusted` metadata
+ * only when it makes the cell's model, so a cell the server runs (it marks the cell trusted,
+ * as JupyterLab does when it runs one), or one whose trust the server takes back (an
+ * editor's change to its outputs), would keep rendering as it did until a reload. This
+ * follows each cell's metadata and sets the model's trust, which renders its outputs again:
+ * as HTML, JavaScript and widgets when trusted, as safe text and images when not.
+ */
+
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICellModel } from '@jupyterlab/cells';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
+
+const PLUGIN_ID = 'jupyter-datastore:trust';
+
+/** A change of one metadata key, as a cell model signals it. */
+interface IMetadataChange {
+  key: string;
+  newValue?: unknown;
+}
+
+function onMetadata(model: ICellModel, change: IMetadataChange): void {
+  if (change.key !== 'trusted' || model.isDisposed) {
+    return;
+  }
+  const trusted = change.newValue === true;
+  if (model.trusted !== trusted) {
+    model.trusted = trusted; // the outputs render again with the new trust
+  }
+}
+
+/** Follow the trust of every cell of a notebook, those added later too. */
+function follow(model: INotebookModel): void {
+  const watch = (cell: ICellModel): void => {
+    cell.metadataChanged.connect(onMetadata);
+    // Made before the change reached this window, with the flag it had then.
+    const trusted = cell.getMetadata('trusted') === true;
+    if (cell.type === 'code' && cell.trusted !== trusted) {
+      cell.trusted = trusted;
+    }
+  };
+  for (const cell of model.cells) {
+    watch(cell);
+  }
+  model.cells.changed.connect((_, change) => {
+    if (change.type === 'add' || change.type === 'set') {
+      change.newValues.forEach(watch);
+    }
+  });
+}
+
+export const trustPlugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: "Open notebooks follow the trust the server gives or takes back from cells.",
+  autoStart: true,
+  activate: (app: JupyterFrontEnd): void => {
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (_panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>) => {
+        void context.ready.then(() => follow(context.model));
+      }
+    });
+  }
+};
