@@ -12,7 +12,7 @@ from execapi import ExecApi
 from nbformat.sign import NotebookNotary
 from notebooks import code_cell, notebook, write_notebook
 from pycrdt import Array, Map
-from roles import TOKENS, share
+from roles import TOKENS, http, share
 from yclient import YClient, until
 
 HTML = {"output_type": "display_data", "data": {"text/html": "<b>x</b>"}, "metadata": {}}
@@ -111,3 +111,33 @@ async def test_an_editor_cannot_make_a_cell_trusted_for_other_users(roles_server
     finally:
         await bob.close()
         await carol.close()
+
+
+async def test_only_a_runner_signs_a_notebook_through_the_contents_api(roles_server) -> None:
+    """jupyter_server signs a notebook saved with every cell marked trusted, and its trust
+    route signs a file as it is: an editor may do neither; a user with no role, nothing."""
+    server = roles_server
+    path = server.root / "upload.ipynb"
+    write_notebook(path, notebook(code_cell("a", "a", [HTML])))
+    await share(server, "upload.ipynb", {"users": {"bob": "editor", "carol": "runner"}})
+    model = nbformat.read(path, as_version=4)
+    model.cells[0].metadata["trusted"] = True
+    body = {"type": "notebook", "format": "json", "content": model}
+    for user, status in (("mallory", 403), ("bob", 403), ("carol", 200)):
+        async with http(server, user) as client:
+            saved = await client.put("/api/contents/upload.ipynb", json=body)
+            assert saved.status_code == status, (user, saved.text)
+            if status == 403:
+                assert not signed(server, path)
+    assert signed(server, path)
+    write_notebook(path, notebook(code_cell("b", "a", [HTML])))
+    for user, status in (("mallory", 403), ("bob", 403), ("carol", 201)):
+        async with http(server, user) as client:
+            trusting = await client.post("/api/contents/upload.ipynb/trust")
+            assert trusting.status_code == status, (user, trusting.text)
+    assert signed(server, path)
+    # An editor's save of cells not marked trusted is theirs to make.
+    async with http(server, "bob") as client:
+        model.cells[0].metadata.pop("trusted")
+        saved = await client.put("/api/contents/upload.ipynb", json=body)
+        assert saved.status_code == 200, saved.text

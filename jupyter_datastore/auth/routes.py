@@ -134,7 +134,21 @@ async def contents(handler: Any, resolver: Resolver) -> list[Need]:
     if isinstance(target, str):
         role, operation = (Role.VIEWER, "copy") if method == "POST" else (Role.EDITOR, "move")
         needs.append(Need(target, role, operation))
+    if method == "PUT" and _says_trusted(body.get("content")):
+        # jupyter_server signs a notebook saved with every cell trusted (documents/trust.py)
+        needs.append(Need(path, Role.RUNNER, "save cells marked trusted"))
     return needs
+
+
+def _says_trusted(content: Any) -> bool:
+    """Whether a notebook model's content marks a cell trusted."""
+    cells = content.get("cells") if isinstance(content, dict) else None
+    return isinstance(cells, list) and any(
+        isinstance(cell, dict)
+        and isinstance(cell.get("metadata"), dict)
+        and bool(cell["metadata"].get("trusted"))
+        for cell in cells
+    )
 
 
 async def kernel(handler: Any, resolver: Resolver) -> list[Need]:
@@ -222,7 +236,7 @@ ROUTES: dict[str, Decision] = {
     f"{_JS}.services.contents.handlers.ContentsHandler": contents,
     f"{_JS}.services.contents.handlers.CheckpointsHandler": on_path(Role.VIEWER, Role.EDITOR),
     f"{_JS}.services.contents.handlers.ModifyCheckpointsHandler": on_path(Role.EDITOR, Role.EDITOR),
-    f"{_JS}.services.contents.handlers.TrustNotebooksHandler": on_path(Role.EDITOR, Role.EDITOR),
+    f"{_JS}.services.contents.handlers.TrustNotebooksHandler": on_path(Role.RUNNER, Role.RUNNER),
     f"{_JS}.services.contents.handlers.NotebooksRedirectHandler": ALLOW,
     f"{_JS}.base.handlers.AuthenticatedFileHandler": on_path(Role.VIEWER, Role.EDITOR),
     f"{_JS}.view.handlers.ViewHandler": on_path(Role.VIEWER, Role.EDITOR),
