@@ -201,6 +201,7 @@ class Datastore:
         self.kernel_watcher = KernelWatcher(
             self.events, services.kernels, ready_timeout=s.execution.kernel_ready_timeout
         )
+        self.kernel_watcher.listeners.append(self.executor.kernel_state)
         await self.kernel_watcher.start()
         stack.push_async_callback(self.kernel_watcher.stop)
         self.state = ServerState(

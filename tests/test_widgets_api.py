@@ -13,8 +13,9 @@ import pytest
 import websockets
 from execapi import ExecApi
 from notebooks import code_cell, notebook, read_notebook, write_notebook
+from pycrdt import Array
 from roles import TOKENS, http, share
-from yclient import YClient, eventually
+from yclient import YClient, eventually, until
 
 from jupyter_datastore.client import Client
 from jupyter_datastore.client import Forbidden as ClientForbidden
@@ -51,6 +52,19 @@ async def stop_kernel(api: ExecApi, path: str) -> None:
         if session["path"] == path:
             response = await api.http.delete(f"/api/sessions/{session['id']}")
             assert response.status_code == 204, response.text
+
+
+async def restart(api: ExecApi, kernel_id: str) -> None:
+    """Restart a kernel and wait until it is idle (one shut down while it still imports
+    prints a KeyboardInterrupt into the server's log)."""
+    response = await api.http.post(f"/api/kernels/{kernel_id}/restart")
+    assert response.status_code == 200, response.text
+
+    async def idle() -> bool:
+        kernel = await api.http.get(f"/api/kernels/{kernel_id}")
+        return bool(kernel.json().get("execution_state") == "idle")
+
+    await eventually(idle)
 
 
 async def widgets(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
@@ -118,8 +132,7 @@ async def test_a_slider_is_read_set_closed_and_gone_with_a_restart(server, api) 
         assert "S" not in sliders(state)
         assert len(sliders(state)) == 20
 
-        restart = await api.http.post(f"/api/kernels/{record['kernel_id']}/restart")
-        assert restart.status_code == 200, restart.text
+        await restart(api, record["kernel_id"])
         assert await widgets(api.http, path) == {}
     finally:
         await stop_kernel(api, path)
@@ -314,6 +327,28 @@ async def test_a_saved_notebook_holds_its_widgets_state(server, api) -> None:
         outputs = read_notebook(server.root / path)["cells"][0]["outputs"]
         view = outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
         assert view["model_id"] == slider["id"]
+    finally:
+        await client.close()
+        await stop_kernel(api, path)
+
+
+async def test_a_restart_turns_the_widgets_shown_into_their_text(server, api) -> None:
+    """No window keeps a slider that moves and reaches nothing, nor waits for its model."""
+    path = "restart.ipynb"
+    write_notebook(server.root / path, notebook(code_cell(SLIDER, "slider")))
+    client = await YClient.connect(server.url, TOKENS["alice"], path)
+    view = "application/vnd.jupyter.widget-view+json"
+
+    def data() -> dict[str, Any]:
+        outputs = client.doc.get("cells", type=Array)[0]["outputs"]
+        return dict(outputs[0]["data"]) if len(outputs) else {}
+
+    try:
+        record = await run(api, path, "slider")
+        await until(lambda: view in data(), what="the slider's output")
+        await restart(api, record["kernel_id"])
+        await until(lambda: data() and view not in data(), what="the view turned to text")
+        assert data()["text/plain"].startswith("IntSlider(value=3")
     finally:
         await client.close()
         await stop_kernel(api, path)

@@ -63,6 +63,8 @@ class KernelWatcher:
         self.states: dict[str, str] = {}
         self.names: dict[str, str | None] = {}
         self.followers: dict[str, _Follower] = {}
+        self.listeners: list[Callable[[str, str], None]] = []
+        """Told each kernel's new state: (kernel id, state)."""
         self._context: zmq.asyncio.Context | None = None
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -148,6 +150,8 @@ class KernelWatcher:
             self.states.pop(kernel_id, None)
             self.names.pop(kernel_id, None)
         self.bus.emit(KERNEL_STATUS, data)
+        for listener in self.listeners:
+            listener(kernel_id, state)
 
     def _follow(self, kernel_id: str, name: str | None, *, ask: bool) -> None:
         if name is not None:

@@ -21,12 +21,21 @@ from pycrdt import Array, Doc, Map, Text
 from ..documents.notebook import new_output
 from .outputs import OutputBudget, StreamText, output_size
 
-__all__ = ["EXECUTOR", "CellFinder", "CellOutputs", "find_cells", "mark_idle", "mark_running"]
+__all__ = [
+    "EXECUTOR",
+    "CellFinder",
+    "CellOutputs",
+    "find_cells",
+    "mark_idle",
+    "mark_running",
+    "widget_views_to_text",
+]
 
 EXECUTOR = "executor"
 """The origin of the changes executions make in documents."""
 
 _OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def find_cells(doc: Doc[Any], cell_ids: Collection[str]) -> dict[str, tuple[int, Map[Any]]]:
@@ -100,6 +109,28 @@ def mark_idle(
         del cell["input_request"]
     if cell.get("execution_state") != "idle":
         cell["execution_state"] = "idle"
+
+
+def widget_views_to_text(doc: Doc[Any], model_ids: Collection[str]) -> int:
+    """Outputs that show one of these widget models (gone with their kernel) keep only
+    their other forms (the text the kernel sent along): no window shows a widget that
+    moves and reaches nothing, and none waits for a model that will never come. How many
+    outputs changed."""
+    changed = 0
+    for ycell in doc.get("cells", type=Array):
+        outputs = ycell.get("outputs") if isinstance(ycell, Map) else None
+        if not isinstance(outputs, Array):
+            continue
+        for index, output in enumerate(list(outputs)):
+            data = output.get("data") if isinstance(output, Map) else None
+            view = data.get(WIDGET_VIEW_MIME) if isinstance(data, dict) else None
+            if isinstance(view, dict) and view.get("model_id") in model_ids:
+                assert isinstance(data, dict)
+                rest = {k: v for k, v in data.items() if k != WIDGET_VIEW_MIME}
+                del outputs[index]
+                outputs.insert(index, new_output({**output.to_py(), "data": rest}))
+                changed += 1
+    return changed
 
 
 def set_input_request(cell: Map[Any] | None, request: dict[str, Any] | None) -> None:

@@ -36,7 +36,14 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from ..events.catalog import EXECUTION, Emit, no_emit
 from ..rooms.manager import RoomManager
 from ..rooms.room import Room
-from .cells import EXECUTOR, CellFinder, CellOutputs, mark_idle, set_input_request
+from .cells import (
+    EXECUTOR,
+    CellFinder,
+    CellOutputs,
+    mark_idle,
+    set_input_request,
+    widget_views_to_text,
+)
 from .gateway import GatewayChannels, is_gateway_kernel
 from .records import ExecutionRecord, InvalidTransition, Status, utc_now
 from .widgets import WidgetStates
@@ -53,6 +60,7 @@ _CHECK_EVERY = 0.5  # seconds between two looks at the kernel while a cell runs
 _IOPUB_BATCH = 200
 _IOPUB_GATHER = 0.002
 _KEPT_DISPLAYS = 256  # finished runs whose displays stay updatable
+_KEPT_GONE_WIDGETS = 100_000  # forgotten models kept until the documents are told
 _COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
@@ -177,6 +185,10 @@ class KernelRunner:
         self._last_run: dict[tuple[str | None, str | None], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.widgets = WidgetStates()
+        self._gone_widgets: set[str] = set()
+        """Models forgotten since the kernel's widgets were last cleared from documents."""
+        self._rooms_run: set[str] = set()
+        """The rooms whose cells ran on this kernel (where its widgets may show)."""
         self._widgets_of: object = None  # the kernel process the widget states are of
         self._widget_acks: dict[str, asyncio.Future[None]] = {}
         """Updates sent to widgets, by message id, until the kernel is idle after them."""
@@ -257,6 +269,8 @@ class KernelRunner:
                 await self.finish_unrun(job, "lost", str(exc))
             self._fail_queue("lost", str(exc))
             return
+        if record.room_id:
+            self._rooms_run.add(record.room_id)
         hold = self.rooms.hold(record.room_id) if record.room_id else _no_room()
         async with hold as room:
             finder = CellFinder(record.cell_id, job.hint) if record.cell_id and room else None
@@ -416,9 +430,31 @@ class KernelRunner:
         connection."""
         if isinstance(self._client, GatewayChannels):
             self._client.restarted = True
-        self.widgets.clear()
+        self.widgets_gone()
 
     # --- widgets ---
+
+    def _clear_widgets(self) -> None:
+        self._gone_widgets |= self.widgets.clear()
+        if len(self._gone_widgets) > _KEPT_GONE_WIDGETS:
+            self._gone_widgets.clear()
+
+    def widgets_gone(self) -> None:
+        """The kernel restarted or died: its widgets are gone, and the outputs that showed
+        them, in the notebooks its runs wrote into, show their text instead."""
+        self._clear_widgets()
+        gone, self._gone_widgets = self._gone_widgets, set()
+        if gone:
+            for room_id in self._rooms_run:
+                self._spawn(self._widget_views_to_text(room_id, gone))
+
+    async def _widget_views_to_text(self, room_id: str, gone: set[str]) -> None:
+        try:
+            async with self.rooms.hold(room_id) as room:
+                with room.document(EXECUTOR) as doc:
+                    widget_views_to_text(doc, gone)
+        except Exception:  # the room is gone, or its document: nothing left to show them
+            log.warning("kernel %s: cannot clear its widgets from %s", self.kernel_id, room_id)
 
     def current_widgets(self) -> WidgetStates:
         """The widget states, first cleared if the kernel is gone or is another process
@@ -434,7 +470,7 @@ class KernelRunner:
                 log.info(
                     "kernel %s restarted or went: its widget states are cleared", self.kernel_id
                 )
-            self.widgets.clear()
+            self._clear_widgets()
             self._widgets_of = process
         return self.widgets
 
@@ -534,7 +570,7 @@ class KernelRunner:
             raise KernelGone("the kernel was restarted while this cell was running")
 
     def _drop_client(self) -> None:
-        self.widgets.clear()  # what it told may be stale without it
+        self._clear_widgets()  # what it told may be stale without it
         for task in self._readers:
             task.cancel()
         self._readers = []

@@ -408,6 +408,12 @@ class Executor:
 
     # --- helpers ---
 
+    def kernel_state(self, kernel_id: str, state: str) -> None:
+        """A kernel's new state (the kernel watcher's): restarting or dead, its widgets go."""
+        runner = self.runners.get(kernel_id)
+        if runner is not None and state in ("restarting", "dead"):
+            runner.widgets_gone()
+
     def restarted_elsewhere(self, kernel_id: str) -> None:
         """See `KernelRunner.restarted_elsewhere`."""
         runner = self.runners.get(kernel_id)

@@ -119,9 +119,12 @@ class WidgetStates:
             return True
         return False
 
-    def clear(self) -> None:
+    def clear(self) -> set[str]:
+        """Forget every model; the ids of those forgotten."""
+        gone = set(self._models)
         self._models.clear()
         self._bytes = 0
+        return gone
 
     def model(self, model_id: str) -> dict[str, Any] | None:
         """One model as the snapshot shows it."""
