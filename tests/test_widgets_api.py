@@ -349,6 +349,33 @@ async def test_a_restart_turns_the_widgets_shown_into_their_text(server, api) ->
         await restart(api, record["kernel_id"])
         await until(lambda: data() and view not in data(), what="the view turned to text")
         assert data()["text/plain"].startswith("IntSlider(value=3")
+        output = client.doc.get("cells", type=Array)[0]["outputs"][0]
+        assert output["output_type"] == "execute_result" and "execution_count" in output
     finally:
         await client.close()
+        await stop_kernel(api, path)
+
+
+async def test_an_output_widget_captures_what_the_run_prints_inside_it(server, api) -> None:
+    """As JupyterLab does when it runs the cell itself: printed under `with out:`, it goes
+    into the widget (every window shows it there), not into the cell."""
+    path = "captured.ipynb"
+    code = (
+        "import ipywidgets as w\nout = w.Output()\ndisplay(out)\nprint('before')\n"
+        "with out:\n    print('inside')\n    print('again')\nprint('after')"
+    )
+    write_notebook(server.root / path, notebook(code_cell(code, "out")))
+    try:
+        done = await run(api, path, "out")
+        texts = [o.get("text") for o in done["outputs"] if o["output_type"] == "stream"]
+        assert "".join(texts) == "before\nafter\n"
+
+        async def captured() -> list[Any]:
+            state = await widgets(api.http, path)
+            (model,) = [m for m in state.values() if m["model_name"] == "OutputModel"]
+            return list(model["state"]["outputs"])
+
+        outputs = await eventually(captured)  # set once the kernel has taken it
+        assert outputs == [{"output_type": "stream", "name": "stdout", "text": "inside\nagain\n"}]
+    finally:
         await stop_kernel(api, path)

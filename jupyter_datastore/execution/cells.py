@@ -28,6 +28,7 @@ __all__ = [
     "find_cells",
     "mark_idle",
     "mark_running",
+    "output_of",
     "widget_views_to_text",
 ]
 
@@ -125,10 +126,10 @@ def widget_views_to_text(doc: Doc[Any], model_ids: Collection[str]) -> int:
             data = output.get("data") if isinstance(output, Map) else None
             view = data.get(WIDGET_VIEW_MIME) if isinstance(data, dict) else None
             if isinstance(view, dict) and view.get("model_id") in model_ids:
-                assert isinstance(data, dict)
-                rest = {k: v for k, v in data.items() if k != WIDGET_VIEW_MIME}
+                plain = output.to_py()  # before it leaves the document, with all its keys
+                rest = {k: v for k, v in plain["data"].items() if k != WIDGET_VIEW_MIME}
                 del outputs[index]
-                outputs.insert(index, new_output({**output.to_py(), "data": rest}))
+                outputs.insert(index, new_output({**plain, "data": rest}))
                 changed += 1
     return changed
 

@@ -41,6 +41,7 @@ from .cells import (
     CellFinder,
     CellOutputs,
     mark_idle,
+    output_of,
     set_input_request,
     widget_views_to_text,
 )
@@ -62,6 +63,7 @@ _IOPUB_GATHER = 0.002
 _KEPT_DISPLAYS = 256  # finished runs whose displays stay updatable
 _KEPT_GONE_WIDGETS = 100_000  # forgotten models kept until the documents are told
 _COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
+_CAPTURED_TYPES = frozenset({"stream", "display_data", "execute_result", "error", "clear_output"})
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,13 @@ def execution_event(action: str, record: ExecutionRecord) -> dict[str, Any]:
     }
 
 
+def _output_of(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    if msg_type == "stream":
+        name, text = str(content.get("name", "stdout")), str(content.get("text", ""))
+        return {"output_type": "stream", "name": name, "text": text}
+    return output_of(msg_type, content)
+
+
 def _date(msg: dict[str, Any]) -> str:
     date = msg.get("header", {}).get("date")
     if isinstance(date, datetime):
@@ -190,6 +199,7 @@ class KernelRunner:
         self._rooms_run: set[str] = set()
         """The rooms whose cells ran on this kernel (where its widgets may show)."""
         self._widgets_of: object = None  # the kernel process the widget states are of
+        self._captured: set[str] = set()  # Output widgets given outputs in this batch
         self._widget_acks: dict[str, asyncio.Future[None]] = {}
         """Updates sent to widgets, by message id, until the kernel is idle after them."""
         self._worker = asyncio.ensure_future(self._work())
@@ -497,17 +507,39 @@ class KernelRunner:
             self._widget_acks.pop(msg_id, None)
         return self.widgets.model(model_id)
 
-    def _on_comms(self, batch: list[dict[str, Any]]) -> None:
-        widgets: WidgetStates | None = None
-        for msg in batch:
-            msg_type = msg["msg_type"]
-            if msg_type in _COMM_TYPES:
-                widgets = widgets or self.current_widgets()
-                widgets.feed(msg)
-            elif msg_type == "status" and msg["content"].get("execution_state") == "idle":
-                acked = self._widget_acks.get(msg["parent_header"].get("msg_id", ""))
-                if acked is not None and not acked.done():
-                    acked.set_result(None)
+    def _on_widget_message(self, msg: dict[str, Any], run: _Run | None) -> bool:
+        """Follow the widgets in one iopub message; True when it was an output captured by
+        an Output widget (`with out:` in a run: the widget gets it, not the cell)."""
+        msg_type = msg["msg_type"]
+        if msg_type in _COMM_TYPES:
+            self.current_widgets().feed(msg)
+        elif msg_type == "status" and msg["content"].get("execution_state") == "idle":
+            acked = self._widget_acks.get(msg["parent_header"].get("msg_id", ""))
+            if acked is not None and not acked.done():
+                acked.set_result(None)
+        elif run is not None and msg_type in _CAPTURED_TYPES:
+            target = self.widgets.capturing(run.msg_id)
+            if target is not None:
+                content = msg["content"]
+                output = None if msg_type == "clear_output" else _output_of(msg_type, content)
+                self.widgets.capture(target, output, wait=bool(content.get("wait")))
+                self._captured.add(target)
+                return True
+        return False
+
+    def _send_captured(self) -> None:
+        """Give each Output widget that captured outputs its new `outputs`, as a front end
+        that ran the cell does: the kernel takes it (once the cell is done: it reads comm
+        messages between requests) and echoes it to every window."""
+        client = self._client
+        for model_id in self._captured:
+            model = self.widgets.model(model_id)
+            if client is not None and model is not None:
+                outputs = model["state"].get("outputs", [])
+                data = {"method": "update", "state": {"outputs": outputs}, "buffer_paths": []}
+                content = {"comm_id": model_id, "data": data}
+                client.shell_channel.send(client.session.msg("comm_msg", content))
+        self._captured.clear()
 
     # --- the channels ---
 
@@ -603,18 +635,22 @@ class KernelRunner:
                 log.exception("kernel %s: cannot write outputs", self.kernel_id)
 
     def _on_iopub(self, batch: list[dict[str, Any]]) -> None:
-        try:
-            self._on_comms(batch)
-        except Exception:  # the widgets' trouble is not the run's
-            log.exception("kernel %s: cannot follow its widgets", self.kernel_id)
         run = self.current
         mine: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []  # display updates from other requests
-        for msg in batch:
-            if run is not None and msg["parent_header"].get("msg_id") == run.msg_id:
+        for msg in batch:  # in order: a widget's `msg_id` changes between two outputs
+            ours = run is not None and msg["parent_header"].get("msg_id") == run.msg_id
+            try:
+                if self._on_widget_message(msg, run if ours else None):
+                    continue
+            except Exception:  # the widgets' trouble is not the run's
+                log.exception("kernel %s: cannot follow its widgets", self.kernel_id)
+            if ours:
                 mine.append(msg)
             elif msg["msg_type"] == "update_display_data":
                 updates.append(msg)
+        if self._captured:
+            self._send_captured()
         if run is not None and mine:
             self._write(run, lambda cell: self._apply(run, cell, mine))
             self.on_outputs(run.record.id)

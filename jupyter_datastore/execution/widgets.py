@@ -34,6 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WIDGET_TARGET = "jupyter.widget"
+OUTPUT_MODEL = "OutputModel"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 """The key of the widget state in a notebook's `metadata.widgets`."""
 MAX_WIDGETS = 10_000
@@ -54,6 +55,8 @@ class _Model:
     state: dict[str, Any]
     buffer_paths: set[Path] = field(default_factory=set)
     size: int = 0
+    clear_waits: bool = False
+    """An Output widget's `clear_output(wait=True)`: cleared when the next output comes."""
 
     def apply(self, patch: dict[str, Any], paths: list[Path], buffers: list[bytes]) -> None:
         self.buffer_paths = {p for p in self.buffer_paths if p[0] not in patch}
@@ -86,6 +89,8 @@ class WidgetStates:
         self.max_models = max_models
         self.max_bytes = max_bytes
         self._models: OrderedDict[str, _Model] = OrderedDict()
+        self._output_models: dict[str, None] = {}
+        """The Output widgets among them, oldest first."""
         self._bytes = 0
         self._warned = False
 
@@ -119,10 +124,48 @@ class WidgetStates:
             return True
         return False
 
+    # --- Output widgets: what a front end does when it runs the cell itself ---
+
+    def capturing(self, msg_id: str) -> str | None:
+        """The Output widget that captures the outputs of request `msg_id` (the kernel sets
+        its `msg_id` inside `with out:`), or None."""
+        for model_id in reversed(self._output_models):
+            if self._models[model_id].state.get("msg_id") == msg_id:
+                return model_id
+        return None
+
+    def capture(self, model_id: str, output: dict[str, Any] | None, wait: bool = False) -> None:
+        """Add an output (nbformat's form) to an Output widget, a stream joined to the
+        stream before it, as JupyterLab's output area does; `None`: clear its outputs
+        (`wait`: when the next one comes)."""
+        model = self._models.get(model_id)
+        if model is None:
+            return
+        outputs = list(model.state.get("outputs") or [])
+        if output is None:
+            model.clear_waits = wait
+            if not wait:
+                outputs = []
+        else:
+            if model.clear_waits:
+                outputs, model.clear_waits = [], False
+            last = outputs[-1] if outputs else None
+            if (
+                output.get("output_type") == "stream"
+                and isinstance(last, dict)
+                and last.get("output_type") == "stream"
+                and last.get("name") == output.get("name")
+            ):
+                outputs[-1] = {**last, "text": str(last.get("text", "")) + output["text"]}
+            else:
+                outputs.append(output)
+        self._patch(model_id, model, {"state": {"outputs": outputs}}, [])
+
     def clear(self) -> set[str]:
         """Forget every model; the ids of those forgotten."""
         gone = set(self._models)
         self._models.clear()
+        self._output_models.clear()
         self._bytes = 0
         return gone
 
@@ -155,10 +198,13 @@ class WidgetStates:
         self._bytes -= model.size
         model.apply(copy.deepcopy(patch), paths, [bytes(b) for b in buffers])
         self._bytes += model.size
+        if model.name == OUTPUT_MODEL:
+            self._output_models[comm_id] = None
         self._bound()
 
     def _drop(self, comm_id: str) -> bool:
         model = self._models.pop(comm_id, None)
+        self._output_models.pop(comm_id, None)
         if model is None:
             return False
         self._bytes -= model.size
