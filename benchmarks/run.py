@@ -44,7 +44,7 @@ from servers import Server
 
 RESULTS = servers.HERE / "results"
 PARTS = ("fanout", "open", "memory", "execution", "events", "state", "durability")
-ON_THEIR_OWN = ("panel", "lab_load", "gateway", "supernode", "graphql")
+ON_THEIR_OWN = ("panel", "lab_load", "gateway", "supernode", "graphql", "widgets")
 """Parts reported on their own, each run only when named."""
 T = TypeVar("T")
 
@@ -522,7 +522,7 @@ def main() -> None:
         action="append",
         choices=(*PARTS, *ON_THEIR_OWN),
         help="run only this part (repeatable); default: all of them (panel, lab_load, "
-        "gateway, supernode, graphql: only when named)",
+        "gateway, supernode, graphql, widgets: only when named)",
     )
     args = parser.parse_args()
     parts = set(args.only or PARTS)
@@ -550,6 +550,13 @@ def main() -> None:
 
         lab_load.report(lab_load.run(5 if args.quick else 10))
         parts.discard("lab_load")
+        if not parts:
+            return
+    if "widgets" in parts:  # ipywidgets in JupyterLab, server-side runs: on its own
+        import widgets
+
+        widgets.report(widgets.run(20 if args.quick else 50, 8 if args.quick else 20))
+        parts.discard("widgets")
         if not parts:
             return
     if "panel" in parts:  # JupyterLab's Datastore panel in Chromium: reported on its own

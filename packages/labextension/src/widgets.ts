@@ -14,8 +14,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { DocumentRegistry } from '@jupyterlab/docregistry';
-import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
+import { NotebookPanel } from '@jupyterlab/notebook';
 
 const PLUGIN_ID = 'jupyter-datastore:widgets';
 const WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json';
@@ -79,22 +78,42 @@ function patchManager(manager: IWidgetManager): void {
   };
 }
 
-/** The widget manager of a notebook, from the renderer ipywidgets registered for it. */
-async function managerOf(panel: NotebookPanel): Promise<IWidgetManager | null> {
-  const factory = panel.content.rendermime.getFactory(WIDGET_VIEW);
-  if (!factory) {
-    return null; // no ipywidgets in this JupyterLab
-  }
-  type Options = Parameters<typeof factory.createRenderer>[0];
+type Factory = NonNullable<ReturnType<NotebookPanel['content']['rendermime']['getFactory']>>;
+
+/** The widget manager a renderer factory of ipywidgets' gives its renderers, if it gives
+ * one now (ipywidgets registers a factory without one until the kernel is connected). */
+async function managerOf(factory: Factory): Promise<IWidgetManager | null> {
+  type Options = Parameters<Factory['createRenderer']>[0];
   const renderer = factory.createRenderer({ mimeType: WIDGET_VIEW } as Options) as ReturnType<
-    typeof factory.createRenderer
+    Factory['createRenderer']
   > & { _manager?: { promise?: Promise<unknown> } };
   try {
-    const manager = await renderer._manager?.promise;
+    const none = Symbol('no manager yet');
+    const given = renderer._manager?.promise;
+    const manager = given ? await Promise.race([given, Promise.resolve(none)]) : none;
     return isManager(manager) ? manager : null;
   } finally {
     renderer.dispose();
   }
+}
+
+/** Patch the widget manager of a notebook's outputs, now if ipywidgets has made it, else
+ * when it registers the renderers that use it (once its kernel is connected). */
+function follow(panel: NotebookPanel): void {
+  const rendermime = panel.content.rendermime;
+  const patch = (factory: Factory | undefined): void => {
+    if (factory?.mimeTypes.includes(WIDGET_VIEW)) {
+      void managerOf(factory)
+        .then(manager => manager && patchManager(manager))
+        .catch(() => undefined); // a renderer of another shape: left as it is
+    }
+  };
+  const add = rendermime.addFactory.bind(rendermime);
+  rendermime.addFactory = (factory: Factory, rank?: number): void => {
+    add(factory, rank);
+    patch(factory);
+  };
+  patch(rendermime.getFactory(WIDGET_VIEW));
 }
 
 export const widgetsPlugin: JupyterFrontEndPlugin<void> = {
@@ -104,12 +123,7 @@ export const widgetsPlugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   activate: (app: JupyterFrontEnd): void => {
     app.docRegistry.addWidgetExtension('Notebook', {
-      createNew: (panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>) => {
-        void context.ready
-          .then(() => managerOf(panel))
-          .then(manager => manager && patchManager(manager))
-          .catch(() => undefined); // a manager of another shape: left as it is
-      }
+      createNew: (panel: NotebookPanel) => follow(panel)
     });
   }
 };
