@@ -339,3 +339,31 @@ def test_after_a_kernel_restart_no_window_has_a_working_stale_slider(make_server
                     f"{tab.name} does not show the slider's text in its place; the file's "
                     f"outputs: {saved}; screenshots: {tmp_path}"
                 ) from error
+
+
+def test_a_window_open_on_an_untrusted_cell_renders_its_run_live(make_server, tmp_path) -> None:
+    """A notebook saved with a widget output and not signed opens untrusted: the text repr.
+    Run on the server, the cell becomes trusted, and a window that already had it open
+    renders the new slider live, with no reload (JupyterLab reads trust once per cell; our
+    extension follows it)."""
+    root = tmp_path / "root"
+    write_widgets_notebook(root / NOTEBOOK, SLIDER)
+    nb = nbformat.read(root / NOTEBOOK, as_version=4)
+    view = {"version_major": 2, "version_minor": 0, "model_id": "0" * 32}
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "execute_result",
+            data={"application/vnd.jupyter.widget-view+json": view, "text/plain": SLIDER_TEXT},
+            execution_count=1,
+        )
+    ]
+    nbformat.write(nb, root / NOTEBOOK)
+    server = lab_server(make_server, tmp_path, root, "--DatastoreApp.server_side_execution=True")
+    body = {"path": NOTEBOOK, "type": "notebook", "name": NOTEBOOK, "kernel": {"name": "python3"}}
+    server.request("POST", "/api/sessions", body)
+    with windows(server, "one", "two") as (_, (one, two)):
+        for tab in (one, two):
+            expect(tab.output(0), "untrusted: the text repr").to_have_text(SLIDER_TEXT)
+        one.run(0)
+        for tab in (one, two):
+            tab.expect_live_widgets(0, sliders=1)

@@ -5,6 +5,10 @@
  * editor's change to its outputs), would keep rendering as it did until a reload. This
  * follows each cell's metadata and sets the model's trust, which renders its outputs again:
  * as HTML, JavaScript and widgets when trusted, as safe text and images when not.
+ *
+ * JupyterLab writes outputs it renders again back into the shared document (a cell's
+ * outputs are replaced when its trust changes): when a run trusts a cell, its outputs are
+ * cleared first, so nothing is written back.
  */
 
 import {
@@ -20,16 +24,21 @@ const PLUGIN_ID = 'jupyter-datastore:trust';
 /** A change of one metadata key, as a cell model signals it. */
 interface IMetadataChange {
   key: string;
-  newValue?: unknown;
 }
 
 function onMetadata(model: ICellModel, change: IMetadataChange): void {
-  if (change.key !== 'trusted' || model.isDisposed) {
-    return;
+  if (change.key === 'trusted') {
+    // Once the whole change is applied: a run clears the outputs in the same change, and
+    // outputs re-rendered before that would be written back into the document.
+    queueMicrotask(() => sync(model));
   }
-  const trusted = change.newValue === true;
-  if (model.trusted !== trusted) {
-    model.trusted = trusted; // the outputs render again with the new trust
+}
+
+/** The model's trust as the shared cell says it; its outputs render again if it changed. */
+function sync(model: ICellModel): void {
+  const trusted = !model.isDisposed && model.getMetadata('trusted') === true;
+  if (!model.isDisposed && model.type === 'code' && model.trusted !== trusted) {
+    model.trusted = trusted;
   }
 }
 
@@ -37,11 +46,7 @@ function onMetadata(model: ICellModel, change: IMetadataChange): void {
 function follow(model: INotebookModel): void {
   const watch = (cell: ICellModel): void => {
     cell.metadataChanged.connect(onMetadata);
-    // Made before the change reached this window, with the flag it had then.
-    const trusted = cell.getMetadata('trusted') === true;
-    if (cell.type === 'code' && cell.trusted !== trusted) {
-      cell.trusted = trusted;
-    }
+    sync(cell); // made before the change reached this window, with the flag it had then
   };
   for (const cell of model.cells) {
     watch(cell);
