@@ -185,6 +185,7 @@ class KernelRunner:
         self.current: _Run | None = None
         self._on_idle = on_idle
         self._client: AsyncKernelClient | None = None
+        self._comm_client: AsyncKernelClient | None = None  # sends comm messages (`_send_comm`)
         self._pid: object = None
         self._readers: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
@@ -501,7 +502,7 @@ class KernelRunner:
         msg_id = str(message["header"]["msg_id"])
         acked = self._widget_acks[msg_id] = asyncio.get_running_loop().create_future()
         try:
-            client.shell_channel.send(message)
+            self._send_comm(client, message)
             await asyncio.wait_for(acked, timeout)
         finally:
             self._widget_acks.pop(msg_id, None)
@@ -538,8 +539,23 @@ class KernelRunner:
                 outputs = model["state"].get("outputs", [])
                 data = {"method": "update", "state": {"outputs": outputs}, "buffer_paths": []}
                 content = {"comm_id": model_id, "data": data}
-                client.shell_channel.send(client.session.msg("comm_msg", content))
+                self._send_comm(client, client.session.msg("comm_msg", content))
         self._captured.clear()
+
+    def _send_comm(self, client: AsyncKernelClient, message: dict[str, Any]) -> None:
+        """Send a comm message to the kernel on a shell socket of its own. Sent on the
+        runner's, while its reader waits, a reply arriving that moment can go unnoticed (the
+        ZMQ socket's edge-triggered readiness is used up by the send) and the run never
+        ends. A comm message has no reply: that socket is never read."""
+        if isinstance(client, GatewayChannels):  # a WebSocket: no such trouble
+            client.shell_channel.send(message)
+            return
+        if self._comm_client is None:
+            comms = AsyncKernelClient()
+            comms.load_connection_info(client.get_connection_info())
+            comms.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+            self._comm_client = comms
+        self._comm_client.shell_channel.send(message)
 
     # --- the channels ---
 
@@ -609,6 +625,9 @@ class KernelRunner:
         if self._client is not None:
             self._client.stop_channels()
             self._client = None
+        if self._comm_client is not None:
+            self._comm_client.stop_channels()
+            self._comm_client = None
 
     async def _read(self, channel: Any, handle: Callable[[dict[str, Any]], None]) -> None:
         while True:
