@@ -32,6 +32,8 @@ import shutil
 import statistics
 from typing import Any
 
+import nbformat
+
 from servers import TOKEN, Server, ours, write_results
 
 SYNC_GOAL_MS = 200.0
@@ -122,18 +124,10 @@ def start_server(execution: bool) -> Server:
     settings.mkdir()
     (settings / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
     server.command.append(f"--LabApp.app_settings_dir={settings}")
-    notebook = {
-        "cells": [
-            {"cell_type": "code", "id": "c1", "metadata": {}, "outputs": [], "source": SLIDER,
-             "execution_count": None},
-        ],
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }  # fmt: skip
-    (server.root / NOTEBOOK).write_text(json.dumps(notebook))
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": kernelspec})
+    notebook.cells = [nbformat.v4.new_code_cell(SLIDER, id="c1")]
+    nbformat.write(notebook, server.root / NOTEBOOK)
     server.start()
     # The notebook's kernel session exists before the pages open; JupyterLab joins it.
     body = {"path": NOTEBOOK, "type": "notebook", "name": NOTEBOOK, "kernel": {"name": "python3"}}

@@ -11,8 +11,7 @@
  *
  * The other plugins: prompts.ts shows the input() prompts of cells run by the server,
  * readonly.ts opens what the user may only view read-only, panel.ts is the Datastore panel,
- * trust.ts re-renders a cell's outputs when the server gives or takes back its trust,
- * widgets.ts shows a widget of a server run as soon as its model arrives.
+ * trust.ts re-renders a cell's outputs when the server gives or takes back its trust.
  */
 
 import {
@@ -28,7 +27,6 @@ import { panelPlugin } from './panel';
 import { promptsPlugin } from './prompts';
 import { readOnlyPlugin } from './readonly';
 import { trustPlugin } from './trust';
-import { widgetsPlugin } from './widgets';
 
 const PLUGIN_ID = 'jupyter-datastore:notifications';
 const REST = 'api/notifications';
@@ -336,6 +334,5 @@ export default [
   promptsPlugin,
   readOnlyPlugin,
   panelPlugin,
-  trustPlugin,
-  widgetsPlugin
+  trustPlugin
 ];
