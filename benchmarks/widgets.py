@@ -34,6 +34,8 @@ from typing import Any
 
 import nbformat
 
+import panel
+
 from servers import TOKEN, Server, ours, write_results
 
 SYNC_GOAL_MS = 200.0
@@ -42,17 +44,10 @@ LOAD_TIMEOUT = 120_000  # ms
 NOTEBOOK = "widgets.ipynb"
 SLIDER = "import ipywidgets as w\ns = w.IntSlider(value=3, description='S')\ns"
 PAGE_CONFIG = {
-    "disabledExtensions": ["@jupyterlab/apputils-extension:announcements"],
-    "notebookStartsKernel": "false",
-    "buildCheck": False,
-    "buildAvailable": False,
+    **panel.PAGE_CONFIG,
     "exposeAppInBrowser": True,  # window.jupyterapp: reach the widget model
 }
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run", "--disable-quic",
-]  # fmt: skip
+CHROMIUM_ARGS = panel.CHROMIUM_ARGS
 EDITOR = ".jp-Notebook .jp-Cell .jp-InputArea-editor .cm-content"
 IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
 SLIDERS = ".jp-Notebook .jp-Cell .jp-Cell-outputArea .widget-slider"
