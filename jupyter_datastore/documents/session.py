@@ -355,7 +355,7 @@ class DocumentSession(RoomOwner):
         seq = self.room.cut()
         with self.room.document() as doc:
             content = self.kind.read(doc)
-            sign = self.kind.type == "notebook" and trust.all_trusted(doc)
+            sign = self.kind.type == "notebook" and trust.all_trusted(doc, content)
         if self.notebook_metadata is not None:
             extra = await self.notebook_metadata(self.path)
             if extra:

@@ -60,16 +60,15 @@ def marked(content: dict[str, Any], signed: bool) -> dict[str, Any]:
     return {**content, "cells": cells}
 
 
-def all_trusted(doc: Doc[Any]) -> bool:
-    """Whether every code cell of a notebook Y document is trusted or safe, so that the file
-    may be signed; False also when no cell has an output that needs it (nothing to sign)."""
+def all_trusted(doc: Doc[Any], content: dict[str, Any]) -> bool:
+    """Whether every code cell of a notebook is trusted or safe, so that the file may be
+    signed; False also when no cell has an output that needs it (nothing to sign).
+    `content`: what `notebook.read` gives of `doc` (its cells in the same order, without
+    their flags), so that only the flags are read from the Y document."""
+    ycells = [ycell for ycell in doc.get("cells", type=Array) if isinstance(ycell, Map)]
     needs_signature = False
-    for ycell in doc.get("cells", type=Array):
-        if not isinstance(ycell, Map) or ycell.get("cell_type") != "code":
-            continue
-        outputs = ycell.get("outputs")
-        cell = {"outputs": outputs.to_py() if isinstance(outputs, Array) else []}
-        if not unsafe(cell):
+    for ycell, cell in zip(ycells, content["cells"], strict=False):
+        if cell["cell_type"] != "code" or not unsafe(cell):
             continue
         metadata = ycell.get("metadata")
         if not (isinstance(metadata, Map) and metadata.get("trusted") is True):

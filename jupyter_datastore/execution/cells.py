@@ -148,6 +148,9 @@ def set_input_request(cell: Map[Any] | None, request: dict[str, Any] | None) -> 
 def output_of(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
     """The nbformat 4 output of an iopub message (as `nbformat.v4.output_from_msg` makes
     it, without its NotebookNode overhead, which shows when a cell prints a lot)."""
+    if msg_type == "stream":
+        name, text = str(content.get("name", "stdout")), str(content.get("text", ""))
+        return {"output_type": "stream", "name": name, "text": text}
     if msg_type == "error":
         return {
             "output_type": "error",

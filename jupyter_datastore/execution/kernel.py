@@ -146,11 +146,9 @@ def execution_event(action: str, record: ExecutionRecord) -> dict[str, Any]:
     }
 
 
-def _output_of(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
-    if msg_type == "stream":
-        name, text = str(content.get("name", "stdout")), str(content.get("text", ""))
-        return {"output_type": "stream", "name": name, "text": text}
-    return output_of(msg_type, content)
+def _update(model_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    """A widget's `update` comm message content, as a front end sends it."""
+    return {"comm_id": model_id, "data": {"method": "update", "state": state, "buffer_paths": []}}
 
 
 def _date(msg: dict[str, Any]) -> str:
@@ -494,11 +492,7 @@ class KernelRunner:
         client = self._client
         if client is None or model_id not in self.current_widgets():
             return None
-        content = {
-            "comm_id": model_id,
-            "data": {"method": "update", "state": patch, "buffer_paths": []},
-        }
-        message = client.session.msg("comm_msg", content)
+        message = client.session.msg("comm_msg", _update(model_id, patch))
         msg_id = str(message["header"]["msg_id"])
         acked = self._widget_acks[msg_id] = asyncio.get_running_loop().create_future()
         try:
@@ -522,7 +516,7 @@ class KernelRunner:
             target = self.widgets.capturing(run.msg_id)
             if target is not None:
                 content = msg["content"]
-                output = None if msg_type == "clear_output" else _output_of(msg_type, content)
+                output = None if msg_type == "clear_output" else output_of(msg_type, content)
                 self.widgets.capture(target, output, wait=bool(content.get("wait")))
                 self._captured.add(target)
                 return True
@@ -536,10 +530,8 @@ class KernelRunner:
         for model_id in self._captured:
             model = self.widgets.model(model_id)
             if client is not None and model is not None:
-                outputs = model["state"].get("outputs", [])
-                data = {"method": "update", "state": {"outputs": outputs}, "buffer_paths": []}
-                content = {"comm_id": model_id, "data": data}
-                self._send_comm(client, client.session.msg("comm_msg", content))
+                update = _update(model_id, {"outputs": model["state"].get("outputs", [])})
+                self._send_comm(client, client.session.msg("comm_msg", update))
         self._captured.clear()
 
     def _send_comm(self, client: AsyncKernelClient, message: dict[str, Any]) -> None:
