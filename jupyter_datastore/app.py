@@ -21,6 +21,7 @@ from .documents import SavePolicy, WatchPolicy
 from .documents.fileids import RootFileIdManager, adopt_user_database, root_database
 from .execution.kernel import ExecutionPolicy
 from .handlers import handlers
+from .handlers.gateway_relay import use_gateway_relay
 from .notifications import NotificationPolicy
 from .rooms import RoomSettings
 from .state import JupyterServices, StatePolicy
@@ -268,6 +269,10 @@ class DatastoreApp(ExtensionApp):
             open_store(self._store_url()), self.server.contents_manager, settings
         )
         self.settings["datastore"] = self.datastore
+        # Our settings (a copy of the web app's, taken before this method) are copied back
+        # into the web app's after it: the connection class is set in ours.
+        if use_gateway_relay(self.settings):
+            self.log.info("windows' kernel sockets relayed to the gateway in its own subprotocol")
         # Every request passes the gate (roles on real paths, deny by default), and
         # jupyter_server's authorizer answers what the gate decided. The base authorizer
         # stays: it answers first. Our settings are copied into the web app's after this

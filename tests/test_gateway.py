@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import websockets
 from execapi import ExecApi
 from gateways import GATEWAY_TOKEN, Gateway
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
 from notebooks import code_cell, notebook, read_notebook, write_notebook
 from test_execution import until_output
 from yclient import eventually
@@ -276,6 +284,121 @@ async def test_a_restart_over_rest_ends_the_running_cell_on_a_gateway_kernel(
     await first_on_a_fresh_kernel(api, "long.ipynb", "next")
 
 
+V1 = "v1.kernel.websocket.jupyter.org"
+
+
+def kernel_info_request() -> dict[str, Any]:
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": "kernel_info_request",
+        "session": "s",
+        "username": "u",
+        "date": "2026-12-08T00:00:00Z",
+        "version": "5.3",
+    }
+    return {"header": header, "parent_header": {}, "metadata": {}, "content": {}}
+
+
+def v1_frame(msg: dict[str, Any], channel: str) -> bytes:
+    parts = [
+        json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")
+    ]
+    return bytes(serialize_msg_to_ws_v1(parts, channel))
+
+
+def from_v1_frame(frame: bytes) -> tuple[str, dict[str, Any]]:
+    channel, parts = deserialize_msg_from_ws_v1(frame)
+    keys = ("header", "parent_header", "metadata", "content")
+    return channel, {k: json.loads(part) for k, part in zip(keys, parts, strict=True)}
+
+
+async def reply_to(socket: Any, request: dict[str, Any], *, v1: bool) -> dict[str, Any]:
+    """Read the socket's messages until the shell reply to `request`."""
+    async with asyncio.timeout(60):
+        while True:
+            frame = await socket.recv()
+            assert isinstance(frame, bytes) is v1, f"a {type(frame).__name__} frame"
+            if v1:
+                channel, msg = from_v1_frame(frame)
+            else:
+                msg = json.loads(frame)
+                channel = msg["channel"]
+            if (
+                channel == "shell"
+                and msg["parent_header"].get("msg_id") == request["header"]["msg_id"]
+            ):
+                return msg
+
+
+async def gateway_kernel_socket(gateway: Gateway, server: Any, **kwargs: Any) -> tuple[str, Any]:
+    """A new gateway kernel's id, and a window's socket to it through the server, opened
+    once the server's kernel watcher holds its own socket to the kernel (the only one)."""
+    kernel_id = server.request("POST", "/api/kernels", {"name": "python3"})["id"]
+    await eventually(_async(lambda: gateway_sockets(gateway, kernel_id) == 1))
+    url = server.url.replace("http", "ws", 1)
+    channels = f"{url}/api/kernels/{kernel_id}/channels?session_id=w1&token={server.token}"
+    return kernel_id, await websockets.connect(channels, max_size=None, **kwargs)
+
+
+def gateway_sockets(gateway: Gateway, kernel_id: str) -> int:
+    """How many sockets the gateway has open to the kernel, as the gateway counts them."""
+    headers = {"Authorization": f"token {GATEWAY_TOKEN}"}
+    response = httpx.get(f"{gateway.url}/api/kernels/{kernel_id}", headers=headers, timeout=30)
+    return int(response.json()["connections"])
+
+
+def delete_kernel(server: Any, kernel_id: str) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    response = httpx.delete(f"{server.url}/api/kernels/{kernel_id}", headers=headers, timeout=30)
+    assert response.status_code == 204, response.text
+
+
+async def test_a_window_speaks_v1_with_a_gateway_kernel_in_one_handshake(
+    gateway: Gateway, gateway_api: Any
+) -> None:
+    """The window's socket is answered with the subprotocol the gateway chose (v1, as
+    JupyterLab offers), so the first handshake succeeds; binary frames pass both ways; the
+    gateway holds one socket for the window (beside the watcher's); when the gateway drops
+    it, the window's socket closes, so that the window reconnects."""
+    server, _ = gateway_api
+    kernel_id, socket = await gateway_kernel_socket(gateway, server, subprotocols=[V1])
+    async with socket:
+        assert socket.subprotocol == V1
+        request = kernel_info_request()
+        await socket.send(v1_frame(request, "shell"))
+        reply = await reply_to(socket, request, v1=True)
+        assert reply["header"]["msg_type"] == "kernel_info_reply"
+        assert reply["content"]["status"] == "ok"
+        assert gateway_sockets(gateway, kernel_id) == 2
+        # Another client takes the window's session id on the gateway: the gateway closes
+        # the relay's socket as stale, and the relay closes the window's.
+        direct = f"{gateway.url.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels"
+        headers = {"Authorization": f"token {GATEWAY_TOKEN}"}
+        async with websockets.connect(f"{direct}?session_id=w1", additional_headers=headers):
+            async with asyncio.timeout(30):
+                await socket.wait_closed()
+    assert socket.close_code == 1001
+    delete_kernel(server, kernel_id)
+
+
+async def test_a_window_without_a_subprotocol_gets_the_legacy_protocol(
+    gateway: Gateway, gateway_api: Any
+) -> None:
+    """A client that offers no subprotocol gets Jupyter's JSON text frames; when it closes
+    its socket, the relay closes its socket to the gateway (none is left open)."""
+    server, _ = gateway_api
+    kernel_id, socket = await gateway_kernel_socket(gateway, server)
+    async with socket:
+        assert socket.subprotocol is None
+        request = {**kernel_info_request(), "channel": "shell"}
+        await socket.send(json.dumps(request))
+        reply = await reply_to(socket, request, v1=False)
+        assert reply["content"]["status"] == "ok"
+        assert gateway_sockets(gateway, kernel_id) == 2
+    await eventually(_async(lambda: gateway_sockets(gateway, kernel_id) == 1))
+    delete_kernel(server, kernel_id)
+
+
 @pytest.mark.browser
 @pytest.mark.browser
 def test_jupyterlab_runs_a_cell_on_a_gateway_kernel(gateway: Any, make_server: Any, tmp_path: Path):
@@ -319,4 +442,8 @@ def test_jupyterlab_runs_a_cell_on_a_gateway_kernel(gateway: Any, make_server: A
         state = server.get("/api/datastore/state")
         assert state["kernels"][kernel_id]["name"] == "python3"
         assert not tab.errors, tab.errors
+        # One handshake, in the subprotocol JupyterLab offered: no refused first attempt.
+        kernel_sockets = [u for u in tab.socket_urls if f"/api/kernels/{kernel_id}/" in u]
+        assert len(kernel_sockets) == 1, kernel_sockets
+        assert not [line for line in tab.console if "Sec-WebSocket-Protocol" in line]
         settle(tabs)

@@ -44,11 +44,19 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..events.catalog import KERNEL_ACTIONS
 
-__all__ = ["GatewayChannels", "is_gateway_kernel"]
+__all__ = ["GatewayChannels", "gateway_channels_url", "is_gateway_kernel"]
 
 log = logging.getLogger(__name__)
 
 _CHANNELS = ("shell", "iopub", "stdin", "control")
+
+
+def gateway_channels_url(kernel_id: str) -> str:
+    """The gateway's WebSocket URL for a kernel's channels."""
+    gateway = GatewayClient.instance()
+    return url_path_join(
+        gateway.ws_url or "", gateway.kernels_endpoint, url_escape(kernel_id), "channels"
+    )
 
 
 def is_gateway_kernel(kernel: object) -> bool:
@@ -197,10 +205,7 @@ class GatewayChannels(AsyncKernelClient):
             raise RuntimeError(f"cannot connect to the gateway at {url}: {exc}") from exc
 
     def _url(self) -> str:
-        gateway = GatewayClient.instance()
-        return url_path_join(
-            gateway.ws_url or "", gateway.kernels_endpoint, url_escape(self.kernel_id), "channels"
-        )
+        return gateway_channels_url(self.kernel_id)
 
     async def _connect(self, url: str) -> None:
         await self._open(url)

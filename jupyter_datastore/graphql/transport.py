@@ -32,6 +32,7 @@ from strawberry.schema import BaseSchema
 from tornado.iostream import StreamClosedError
 
 from ..datastore import Datastore
+from ..protocol.frames import offered_subprotocols
 from ..protocol.jsondepth import MAX_JSON_DEPTH, json_depth_over
 from .context import Caller
 from .ide import ide_page
@@ -44,7 +45,6 @@ __all__ = [
     "GraphQLView",
     "HTTPAnswer",
     "TornadoRequest",
-    "offered_subprotocols",
 ]
 
 MAX_MESSAGE = 1 << 20
@@ -109,12 +109,6 @@ class HTTPAnswer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-
-
-def offered_subprotocols(headers: Any) -> list[str]:
-    """The subprotocols a client offers (`Sec-WebSocket-Protocol`), in its order."""
-    offered = ",".join(headers.get_list("Sec-WebSocket-Protocol"))
-    return [token.strip() for token in offered.split(",") if token.strip()]
 
 
 class GraphQLSocket:

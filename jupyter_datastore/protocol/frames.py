@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
-__all__ = ["Outgoing", "websocket_frame"]
+__all__ = ["Outgoing", "offered_subprotocols", "websocket_frame"]
 
 _BINARY, _TEXT = 0x82, 0x81  # FIN bit and the opcode
+
+
+def offered_subprotocols(headers: Any) -> list[str]:
+    """The subprotocols a client offers in its opening handshake (`Sec-WebSocket-Protocol`,
+    RFC 6455 section 4.1, one or more header lines), in its order; `headers`: Tornado's."""
+    offered = ",".join(headers.get_list("Sec-WebSocket-Protocol"))
+    return [token.strip() for token in offered.split(",") if token.strip()]
 
 
 def websocket_frame(payload: bytes, *, text: bool = False) -> bytes:
