@@ -105,6 +105,18 @@ RENDER_PROBE = """() => {
     const view = slider();
     if (view && view !== r.old && view.isConnected) r.end = performance.now();
   }).observe(document.body, {subtree: true, childList: true});
+  // The slider's comm_open: when its frame came over the window's kernel socket, and when
+  // JupyterLab emits it (ipywidgets has made the model).
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const isOpen = (msg) => msg.header.msg_type === 'comm_open';
+  kernel.anyMessage.connect((_, {msg, direction}) => {
+    const r = window.__render;
+    if (direction === 'recv' && isOpen(msg) && r.commIn === undefined) r.commIn = performance.now();
+  });
+  kernel.iopubMessage.connect((_, msg) => {
+    const r = window.__render;
+    if (isOpen(msg) && r.commMade === undefined) r.commMade = performance.now();
+  });
 }"""
 
 
@@ -182,9 +194,11 @@ def measure_sync(browser: Any, server: Server, changes: int) -> dict[str, Any]:
     }
 
 
-def render_once(page: Any, firsts: dict[str, int]) -> tuple[float, float]:
+def render_once(
+    page: Any, firsts: dict[str, int], comms: list[tuple[float, float]]
+) -> tuple[float, float]:
     """One re-run: the times (ms) from Shift+Enter to the cell's new output element, and to
-    its slider view."""
+    its slider view; to the slider's comm_open received and its model made, into `comms`."""
     count = page.evaluate("() => document.querySelectorAll('.jp-InputArea-prompt')[0].textContent")
     run_cell(page)
     page.wait_for_function(
@@ -192,6 +206,7 @@ def render_once(page: Any, firsts: dict[str, int]) -> tuple[float, float]:
     )
     r = page.evaluate("() => window.__render")
     elapsed = (float(r["output"] - r["start"]), float(r["end"] - r["start"]))
+    comms.append((float(r["commIn"] - r["start"]), float(r["commMade"] - r["start"])))
     firsts.setdefault(r["first"], 0)
     firsts[r["first"]] += 1
     # The run is over (a new execution count) before the next begins.
@@ -209,14 +224,15 @@ def measure_render(browser: Any, servers: dict[str, Server], renders: int) -> di
     pages = {kind: open_window(browser, server) for kind, server in servers.items()}
     for page in pages.values():
         page.evaluate(RENDER_PROBE)
-        render_once(page, {})  # warm-up: imports ipywidgets in the kernel, loads the views
+        render_once(page, {}, [])  # warm-up: imports ipywidgets in the kernel, loads the views
     times: dict[str, list[float]] = {kind: [] for kind in servers}
     outputs: dict[str, list[float]] = {kind: [] for kind in servers}
     firsts: dict[str, dict[str, int]] = {kind: {} for kind in servers}
+    comms: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
     order = list(servers)
     for _ in range(renders):
         for kind in order:
-            output, rendered = render_once(pages[kind], firsts[kind])
+            output, rendered = render_once(pages[kind], firsts[kind], comms[kind])
             outputs[kind].append(output)
             times[kind].append(rendered)
         order.reverse()
@@ -234,6 +250,8 @@ def measure_render(browser: Any, servers: dict[str, Server], renders: int) -> di
             "output_p50_ms": statistics.median(outputs[kind]),
             "output_times_ms": outputs[kind],
             "first_output_shown": firsts[kind],
+            "comm_open_received_p50_ms": statistics.median(c[0] for c in comms[kind]),
+            "model_made_p50_ms": statistics.median(c[1] for c in comms[kind]),
         }
     summary["ratio_p50"] = summary["server"]["p50_ms"] / summary["lab"]["p50_ms"]
     summary["ratio_p90"] = summary["server"]["p90_ms"] / summary["lab"]["p90_ms"]
@@ -278,13 +296,14 @@ def report(results: dict[str, Any]) -> None:
     print("Shift+Enter to the slider rendered, re-running the cell (ms):")
     print(
         f"  {'runs cells':12} {'runs':>4} {'p50':>7} {'p90':>7} {'min':>7} {'max':>7}"
-        f"  {'output element p50':>18}"
+        f"  {'output element p50':>18} {'comm_open p50':>13} {'model p50':>9}"
     )
     for kind, label in (("lab", "JupyterLab"), ("server", "our server")):
         r = render[kind]
         print(
             f"  {label:12} {r['runs']:>4} {r['p50_ms']:>7.1f} {r['p90_ms']:>7.1f} "
-            f"{r['min_ms']:>7.1f} {r['max_ms']:>7.1f}  {r['output_p50_ms']:>18.1f}"
+            f"{r['min_ms']:>7.1f} {r['max_ms']:>7.1f}  {r['output_p50_ms']:>18.1f} "
+            f"{r['comm_open_received_p50_ms']:>13.1f} {r['model_made_p50_ms']:>9.1f}"
         )
     met = "met" if render["ratio_p50"] <= RATIO_GOAL else "NOT MET"
     print(

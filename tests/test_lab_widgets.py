@@ -28,6 +28,7 @@ from test_jupyterlab import (
     browser_tabs,
     lab_server,
     settle,
+    wait_until,
 )
 
 pytestmark = pytest.mark.browser
@@ -191,6 +192,19 @@ def test_a_slider_run_on_the_server_is_live_in_both_windows(make_server, tmp_pat
         expect(one.readout(0)).to_have_text("6", timeout=SYNC_TIMEOUT)
 
 
+def kernel_has(server: Any, value: int) -> None:
+    """Wait until the kernel has echoed the slider's value (the server's widget state follows
+    the kernel's echoes). A window shows a value at once, and ipywidgets sends the kernel one
+    change at a time: a run started before the last one reached the kernel would see the one
+    before, in JupyterLab's own runs too."""
+
+    def echoed() -> bool:
+        state = server.get(f"/api/datastore/widgets?path={NOTEBOOK}")["state"]
+        return any(m["state"].get("value") == value for m in state.values())
+
+    wait_until(echoed, SYNC_TIMEOUT / 1000, f"the kernel to have the value {value}")
+
+
 def test_a_late_window_and_a_reloaded_one_show_the_live_slider(make_server, tmp_path) -> None:
     server = start(make_server, tmp_path, SLIDER, "print(s.value)")
     with windows(server, "one") as (browser, tabs):
@@ -199,6 +213,7 @@ def test_a_late_window_and_a_reloaded_one_show_the_live_slider(make_server, tmp_
         one.expect_live_widgets(0, sliders=1)
         one.nudge(0, 4)
         expect(one.readout(0)).to_have_text("7", timeout=SYNC_TIMEOUT)
+        kernel_has(server, 7)
         one.run(1)  # the kernel has 7 before the late window opens
         expect(one.output(1)).to_have_text("7", timeout=RUN_TIMEOUT)
 

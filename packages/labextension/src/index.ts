@@ -11,7 +11,8 @@
  *
  * The other plugins: prompts.ts shows the input() prompts of cells run by the server,
  * readonly.ts opens what the user may only view read-only, panel.ts is the Datastore panel,
- * trust.ts re-renders a cell's outputs when the server gives or takes back its trust.
+ * trust.ts re-renders a cell's outputs when the server gives or takes back its trust,
+ * widgets.ts renders a widget a server run shows as soon as its model is made.
  */
 
 import {
@@ -27,6 +28,7 @@ import { panelPlugin } from './panel';
 import { promptsPlugin } from './prompts';
 import { readOnlyPlugin } from './readonly';
 import { trustPlugin } from './trust';
+import { widgetsPlugin } from './widgets';
 
 const PLUGIN_ID = 'jupyter-datastore:notifications';
 const REST = 'api/notifications';
@@ -334,5 +336,6 @@ export default [
   promptsPlugin,
   readOnlyPlugin,
   panelPlugin,
-  trustPlugin
+  trustPlugin,
+  widgetsPlugin
 ];
