@@ -6,6 +6,7 @@ the layers, which never read configuration themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -22,6 +23,7 @@ from .documents.fileids import RootFileIdManager, adopt_user_database, root_data
 from .execution.kernel import ExecutionPolicy
 from .handlers import handlers
 from .handlers.gateway_relay import use_gateway_relay
+from .handlers.left_mid_write import quiet_writes_to_closed_websockets
 from .notifications import NotificationPolicy
 from .rooms import RoomSettings
 from .state import JupyterServices, StatePolicy
@@ -286,6 +288,7 @@ class DatastoreApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         assert self.datastore is not None
+        quiet_writes_to_closed_websockets(asyncio.get_running_loop())
         file_id_manager = serverapp.web_app.settings.get("file_id_manager")
         try:
             if file_id_manager is None:

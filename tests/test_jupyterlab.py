@@ -188,11 +188,10 @@ class Tab:
 def settle(tabs: list[Tab], quiet: float = 0.5, timeout: float = 15) -> None:
     """Wait until no page has had a request or a WebSocket message for `quiet` seconds.
 
-    jupyter_server sends every contents event (a save, each contents GET) to every page's
-    /api/events/subscribe socket without awaiting the write; a page that leaves while such
-    a write is on its way makes the server log "Task exception was never retrieved" with a
-    traceback (a jupyter_server bug). So the pages leave once the requests after a save are
-    over.
+    A test's pages leave once the requests after its last step are over, so that what the
+    server logs at the end is about the test, not about pages torn down mid-request.
+    (jupyter_server does not await its writes to a page; one to a page that left is logged
+    at debug level, see handlers/left_mid_write.py.)
     """
     deadline = time.monotonic() + timeout
     while True:
