@@ -399,6 +399,23 @@ async def test_a_window_without_a_subprotocol_gets_the_legacy_protocol(
     delete_kernel(server, kernel_id)
 
 
+async def test_a_refused_handshake_leaves_no_socket_on_the_gateway(
+    gateway: Gateway, gateway_api: Any
+) -> None:
+    """A request that is not a WebSocket handshake gets Tornado's 400, and the socket the
+    relay opened to the gateway for it is closed (only the watcher's is left)."""
+    server, _ = gateway_api
+    kernel_id = server.request("POST", "/api/kernels", {"name": "python3"})["id"]
+    await eventually(_async(lambda: gateway_sockets(gateway, kernel_id) == 1))
+    headers = {"Authorization": f"token {server.token}", "Upgrade": "websocket"}
+    url = f"{server.url}/api/kernels/{kernel_id}/channels?session_id=w1"
+    async with httpx.AsyncClient() as http:  # Connection: keep-alive, not Upgrade
+        response = await http.get(url, headers=headers)
+    assert response.status_code == 400
+    await eventually(_async(lambda: gateway_sockets(gateway, kernel_id) == 1))
+    delete_kernel(server, kernel_id)
+
+
 @pytest.mark.browser
 @pytest.mark.browser
 def test_jupyterlab_runs_a_cell_on_a_gateway_kernel(gateway: Any, make_server: Any, tmp_path: Path):

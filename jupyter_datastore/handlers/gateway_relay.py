@@ -76,6 +76,21 @@ class GatewayRelay(BaseKernelWebsocketConnection):  # type: ignore[misc]
         except OSError as exc:
             raise web.HTTPError(502, f"kernel gateway unreachable: {exc}") from exc
         self.kernel_ws_protocol = self._gateway.selected_subprotocol or ""
+        self._close_if_refused()
+
+    def _close_if_refused(self) -> None:
+        """Close the gateway's socket if the window's request is then refused (not a valid
+        WebSocket handshake, a cross-origin one: Tornado answers 400, 403 or 426, and no
+        `on_close` follows). A request ends with 101 when its socket opens."""
+        handler = self.websocket_handler
+        finish = handler.on_finish
+
+        def on_finish() -> None:
+            finish()
+            if handler.get_status() != 101:
+                self.disconnect()
+
+        handler.on_finish = on_finish  # type: ignore[method-assign]
 
     async def connect(self) -> None:
         """Start relaying the gateway's frames to the window."""
