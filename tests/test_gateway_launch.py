@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from conftest import TOKEN, free_port
 from gateways import GATEWAY_TOKEN, Gateway
-from roles import ROLE_ARGS, http
+from roles import ROLE_ARGS, TOKENS, http
 from two_users import two_users_env
 from yclient import eventually
 
@@ -168,6 +169,42 @@ async def test_a_user_with_no_role_cannot_start_a_gateway_kernel(
     async with http(server, "alice") as alice:
         state = (await alice.get("/api/datastore/state")).json()
         assert state["kernels"] == {}  # nothing was started, nor tried
+
+
+async def test_a_user_with_no_role_gets_no_kernel_socket_to_a_gateway_kernel(
+    gateway: Gateway, make_server: Any, tmp_path: Path
+) -> None:
+    """Mallory's handshake on a gateway kernel's channels is refused before the relay dials
+    the gateway: the gateway holds only the server's own socket (its kernel watcher's)."""
+    server = make_server(
+        [*ROLE_ARGS, f"--gateway-url={gateway.url}", f"--gateway-token={GATEWAY_TOKEN}"],
+        root=tmp_path,
+        env=two_users_env(),
+    )
+    async with http(server, "alice") as alice:
+        response = await alice.post("/api/kernels", json={"name": "python3"})
+        assert response.status_code == 201, response.text
+        kernel_id = response.json()["id"]
+    gateway_headers = {"Authorization": f"token {GATEWAY_TOKEN}"}
+
+    async def gateway_sockets() -> int:
+        async with httpx.AsyncClient(headers=gateway_headers) as direct:
+            response = await direct.get(f"{gateway.url}/api/kernels/{kernel_id}")
+            return int(response.json()["connections"])
+
+    async def only_the_watchers() -> bool:
+        return await gateway_sockets() == 1
+
+    await eventually(only_the_watchers)
+    channels = "ws" + server.url[4:] + f"/api/kernels/{kernel_id}/channels?session_id=m"
+    headers = {"Authorization": f"token {TOKENS['mallory']}"}
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(channels, additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 403
+    assert await only_the_watchers()
+    async with http(server, "alice") as alice:
+        assert (await alice.delete(f"/api/kernels/{kernel_id}")).status_code == 204
 
 
 def test_the_gateway_flags_map_to_jupyter_servers_gateway_client() -> None:
