@@ -155,14 +155,19 @@ async def test_a_gateway_that_does_not_answer_gives_a_clear_504(
             assert "did not answer" in entry["reason"]
 
 
-async def test_a_user_with_no_role_cannot_start_a_gateway_kernel(
-    gateway: Gateway, make_server: Any, tmp_path: Path
-) -> None:
-    server = make_server(
+def roles_on_a_gateway(gateway: Gateway, make_server: Any, tmp_path: Path) -> Any:
+    """A server with alice, bob, carol and mallory (roles.py), its kernels on the gateway."""
+    return make_server(
         [*ROLE_ARGS, f"--gateway-url={gateway.url}", f"--gateway-token={GATEWAY_TOKEN}"],
         root=tmp_path,
         env=two_users_env(),
     )
+
+
+async def test_a_user_with_no_role_cannot_start_a_gateway_kernel(
+    gateway: Gateway, make_server: Any, tmp_path: Path
+) -> None:
+    server = roles_on_a_gateway(gateway, make_server, tmp_path)
     async with http(server, "mallory") as mallory:
         response = await mallory.post("/api/kernels", json={"name": "python3"})
         assert response.status_code == 403, response.text
@@ -176,11 +181,7 @@ async def test_a_user_with_no_role_gets_no_kernel_socket_to_a_gateway_kernel(
 ) -> None:
     """Mallory's handshake on a gateway kernel's channels is refused before the relay dials
     the gateway: the gateway holds only the server's own socket (its kernel watcher's)."""
-    server = make_server(
-        [*ROLE_ARGS, f"--gateway-url={gateway.url}", f"--gateway-token={GATEWAY_TOKEN}"],
-        root=tmp_path,
-        env=two_users_env(),
-    )
+    server = roles_on_a_gateway(gateway, make_server, tmp_path)
     async with http(server, "alice") as alice:
         response = await alice.post("/api/kernels", json={"name": "python3"})
         assert response.status_code == 201, response.text
