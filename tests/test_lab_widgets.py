@@ -139,6 +139,17 @@ class WidgetTab(Tab):
         for n in range(sliders):
             expect(self.sliders(index).nth(n)).to_be_visible()
 
+    def expect_captured(self, index: int, widget: str, text: str, timeout: float) -> None:
+        """An Output widget in cell `index` (`widget`: its selector) shows `text`, and the
+        cell's outputs are the widget alone (nothing captured went to the cell)."""
+        captured = self.output(index).locator(widget)
+        expect(captured, f"{self.name}: what the widget captured").to_have_text(
+            text, timeout=timeout
+        )
+        expect(
+            self.output(index), f"{self.name}: the cell's outputs: the widget alone"
+        ).to_have_count(1)
+
     def nudge(self, index: int, presses: int, nth: int = 0) -> None:
         """Move a slider as a person does with the keyboard: focus its handle, arrow right."""
         handle = self.sliders(index).nth(nth).locator(".noUi-handle")
@@ -262,26 +273,14 @@ def test_interact_and_output_widgets(make_server, tmp_path) -> None:
         for tab in (one, two):
             tab.expect_live_widgets(0, sliders=1)
             expect(tab.readout(0)).to_have_text("5")
-            captured = tab.output(0).locator(".widget-interact .widget-output")
-            expect(captured, f"{tab.name}: f(5) printed inside the interact widget").to_have_text(
-                "10", timeout=SYNC_TIMEOUT
-            )
-            expect(
-                tab.output(0), f"{tab.name}: the cell's outputs: the widget alone"
-            ).to_have_count(1)
+            tab.expect_captured(0, ".widget-interact .widget-output", "10", SYNC_TIMEOUT)
         one.nudge(0, 1)
         for tab in (one, two):
             captured = tab.output(0).locator(".widget-interact .widget-output")
             expect(captured, f"{tab.name}: f(6)").to_have_text("12", timeout=SYNC_TIMEOUT)
         one.run(1)
         for tab in (one, two):
-            inside = tab.output(1).locator(".widget-output")
-            expect(inside, f"{tab.name}: the Output widget shows what it captured").to_have_text(
-                "inside", timeout=RUN_TIMEOUT
-            )
-            expect(
-                tab.output(1), f"{tab.name}: the cell's outputs: the widget alone"
-            ).to_have_count(1)
+            tab.expect_captured(1, ".widget-output", "inside", RUN_TIMEOUT)
             expect(tab.output_area(1)).not_to_have_text(FALLBACK)
 
 

@@ -44,7 +44,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from ..events.catalog import KERNEL_ACTIONS
 
-__all__ = ["GatewayChannels", "gateway_channels_url", "is_gateway_kernel"]
+__all__ = ["GatewayChannels", "gateway_channels_url", "gateway_websocket", "is_gateway_kernel"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ def gateway_channels_url(kernel_id: str) -> str:
     return url_path_join(
         gateway.ws_url or "", gateway.kernels_endpoint, url_escape(kernel_id), "channels"
     )
+
+
+async def gateway_websocket(
+    url: str, subprotocols: list[str] | None = None
+) -> WebSocketClientConnection:
+    """A WebSocket to the gateway at `url`, with the gateway client's connection arguments
+    (auth headers, TLS, timeouts)."""
+    args = GatewayClient.instance().load_connection_args()  # type: ignore[no-untyped-call]
+    return await websocket_connect(HTTPRequest(url, **args), subprotocols=subprotocols)
 
 
 def is_gateway_kernel(kernel: object) -> bool:
@@ -212,8 +221,7 @@ class GatewayChannels(AsyncKernelClient):
         await self._kernel_info()
 
     async def _open(self, url: str) -> None:
-        args = GatewayClient.instance().load_connection_args()  # type: ignore[no-untyped-call]
-        self._ws = await websocket_connect(HTTPRequest(url, **args))
+        self._ws = await gateway_websocket(url)
         self._router = asyncio.ensure_future(self._route(self._ws))
 
     async def _kernel_info(self) -> None:

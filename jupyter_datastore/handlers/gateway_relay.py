@@ -23,14 +23,13 @@ import logging
 from typing import Any
 
 from jupyter_server.gateway.connections import GatewayWebSocketConnection
-from jupyter_server.gateway.gateway_client import GatewayClient
 from jupyter_server.services.kernels.connection.base import BaseKernelWebsocketConnection
 from jupyter_server.utils import url_escape
 from tornado import web
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+from tornado.httpclient import HTTPClientError
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError
 
-from ..execution.gateway import gateway_channels_url
+from ..execution.gateway import gateway_channels_url, gateway_websocket
 from ..protocol.frames import offered_subprotocols
 
 __all__ = ["GatewayRelay", "use_gateway_relay"]
@@ -65,11 +64,8 @@ class GatewayRelay(BaseKernelWebsocketConnection):  # type: ignore[misc]
         url = gateway_channels_url(self.kernel_id)
         if self.session_id:
             url += f"?session_id={url_escape(self.session_id)}"
-        args = GatewayClient.instance().load_connection_args()  # type: ignore[no-untyped-call]
         try:
-            self._gateway = await websocket_connect(
-                HTTPRequest(url, **args), subprotocols=offered or None
-            )
+            self._gateway = await gateway_websocket(url, offered or None)
         except HTTPClientError as exc:
             status = 404 if exc.code == 404 else 502
             raise web.HTTPError(status, f"kernel gateway refused the kernel socket: {exc}") from exc
@@ -109,8 +105,8 @@ class GatewayRelay(BaseKernelWebsocketConnection):  # type: ignore[misc]
             self.websocket_handler.close(_GATEWAY_GONE, "kernel gateway connection closed")
 
     def disconnect(self) -> None:  # type: ignore[override]
-        """The window's socket closed: close the gateway's. Synchronous, as jupyter_server's
-        handler calls it without awaiting."""
+        """The window's socket closed, or its request was refused: close the gateway's.
+        Synchronous, as jupyter_server's handler calls it without awaiting."""
         self._closing = True
         if self._gateway is not None:
             self._gateway.close()
